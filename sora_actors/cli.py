@@ -1,0 +1,79 @@
+"""The ``sora-actors`` command: serve, migrate, simulator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from . import __version__
+from .settings import Settings, SettingsError, load
+from .storage import StorageError, open_storage
+
+
+def _configure_logging(settings: Settings | None) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .server import run_server
+
+    trio.run(lambda: run_server(settings, host=args.host, port=args.port))
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def migrate() -> list[int]:
+        async with open_storage(settings.resolved_database_url, migrate=False) as storage:
+            return await storage.database.migrate()
+
+    applied = trio.run(migrate)
+    if applied:
+        print(f"applied migrations: {', '.join(str(v) for v in applied)}")
+    else:
+        print("schema already up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sora-actors", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sora-actors {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP + WebSocket service")
+    serve.add_argument("--host", default=None, help="bind address (default: SORA_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: SORA_PORT)")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.set_defaults(handler=_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load()
+    except SettingsError as error:
+        print(f"sora-actors: {error}", file=sys.stderr)
+        return 2
+    _configure_logging(settings)
+    try:
+        code: int = args.handler(args, settings)
+    except StorageError as error:
+        print(f"sora-actors: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""``/api/auth``: register, log in, who am I."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+from quart_schema import validate_request
+
+from ..clock import iso
+from ..storage import Activity, Conflict
+from .context import client_address, ctx, principal
+from .envelope import ApiError, ok
+from .models import LoginOut, LoginRequest, MeOut, RegisterRequest, UserOut
+
+blueprint = Blueprint("accounts", __name__, url_prefix="/api/auth")
+
+INVALID_CREDENTIALS = "Invalid username or password."
+
+
+def _activity(action: str, user_id: str | None = None, **details: object) -> Activity:
+    return Activity(
+        action=action,
+        user_id=user_id,
+        details=details or None,
+        ip=client_address(),
+        user_agent=request.headers.get("User-Agent"),
+    )
+
+
+@blueprint.post("/register")
+@validate_request(RegisterRequest)
+async def register(data: RegisterRequest) -> Response:
+    context = ctx()
+    password_hash = await context.passwords.hash(data.password)
+    try:
+        user = await context.services.storage.accounts.create_user(
+            data.username, data.email, password_hash, _activity("register")
+        )
+    except Conflict as clash:
+        code = "EMAIL_TAKEN" if clash.field == "email" else "USERNAME_TAKEN"
+        raise ApiError(409, code, str(clash), details={"field": clash.field}) from None
+    return ok(UserOut(id=user.id, username=user.username, email=user.email), status=201)
+
+
+@blueprint.post("/login")
+@validate_request(LoginRequest)
+async def login(data: LoginRequest) -> Response:
+    context = ctx()
+    client = client_address()
+    context.login_throttle.check(client)
+    accounts = context.services.storage.accounts
+    user = await accounts.by_username(data.username)
+    good = await context.passwords.verify(data.password, user.password_hash if user else None)
+    if user is None or not good:
+        context.login_throttle.failed(client)
+        await accounts.log(
+            _activity("login_failed", user.id if user else None, username=data.username)
+        )
+        raise ApiError(401, "INVALID_CREDENTIALS", INVALID_CREDENTIALS)
+    if not user.is_active:
+        raise ApiError(403, "ACCOUNT_DISABLED", "This account is disabled.")
+    context.login_throttle.succeeded(client)
+    await accounts.record_login(user.id, _activity("login", user.id))
+    token, who = context.tokens.issue(user.id, user.username)
+    return ok(
+        LoginOut(
+            token=token,
+            user=UserOut(id=user.id, username=user.username, email=user.email),
+            expires_at=who.expires_at_ms,
+        )
+    )
+
+
+@blueprint.get("/me")
+async def me() -> Response:
+    caller = principal()
+    user = await ctx().services.storage.accounts.by_id(caller.user_id)
+    if user is None or not user.is_active:
+        raise ApiError(401, "INVALID_TOKEN", "The account behind this token no longer exists.")
+    return ok(
+        MeOut(
+            id=user.id,
+            username=user.username,
+            email=user.email,
+            role=user.role,
+            is_active=user.is_active,
+            last_login=iso(user.last_login),
+            created_at=iso(user.created_at),
+        )
+    )

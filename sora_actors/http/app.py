@@ -1,0 +1,88 @@
+"""The Quart-Trio application: a thin layer that routes requests to services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from quart import request
+from quart_schema import QuartSchema
+from quart_trio import QuartTrio
+from quart_trio.wrappers.request import TrioRequest
+
+from ..services import Services
+from . import accounts, cors, errors, health
+from .context import EXTENSION_KEY, HttpContext
+from .envelope import ApiError
+from .security import Passwords, Tokens
+from .throttle import LoginThrottle
+
+F = TypeVar("F", bound=Callable[..., Any])
+_LARGE_BODY = "_sora_large_body"
+
+
+def large_body(view: F) -> F:
+    """Mark a route that may receive up to ``max_body_bytes`` (others: ``max_json_body_bytes``)."""
+    setattr(view, _LARGE_BODY, True)
+    return view
+
+
+class SoraRequest(TrioRequest):
+    """Requests whose JSON problems are reported in the envelope, not as HTML 400s."""
+
+    async def get_json(
+        self, force: bool = False, silent: bool = False, cache: bool = True
+    ) -> Any:
+        if not (force or silent or self.is_json):
+            raise ApiError(
+                415, "UNSUPPORTED_MEDIA_TYPE", "Send a JSON body (Content-Type: application/json)."
+            )
+        return await super().get_json(force, silent, cache)
+
+    def on_json_loading_failed(self, error: Exception) -> Any:
+        raise ApiError(400, "INVALID_JSON", f"The body is not valid JSON: {error}")
+
+
+def create_app(services: Services) -> QuartTrio:
+    settings = services.settings
+    app = QuartTrio("sora_actors")
+    app.request_class = SoraRequest
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        QUART_SCHEMA_CONVERT_CASING=False,
+        # We cancel our own background work; do not let Quart wait 5 s for it.
+        BACKGROUND_TASK_SHUTDOWN_TIMEOUT=0,
+        JSON_SORT_KEYS=False,
+    )
+    QuartSchema(
+        app,
+        info={"title": "sora-actors", "version": services.version},
+        security_schemes={"bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
+    )
+    app.extensions[EXTENSION_KEY] = HttpContext(
+        services=services,
+        passwords=Passwords(settings.bcrypt_rounds),
+        tokens=Tokens(settings.jwt_secret, settings.jwt_ttl_seconds),
+        login_throttle=LoginThrottle(settings.login_max_failures, settings.login_window_seconds),
+    )
+
+    @app.before_request
+    async def _body_limit() -> None:
+        view = app.view_functions.get(request.endpoint or "")
+        limit = (
+            settings.max_body_bytes
+            if getattr(view, _LARGE_BODY, False)
+            else settings.max_json_body_bytes
+        )
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(
+                413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {limit} bytes."
+            )
+        # Bodies without a Content-Length (chunked) are cut off at the same limit.
+        request.body._max_content_length = limit
+
+    errors.install(app)
+    cors.install(app, settings)
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(accounts.blueprint)
+    return app

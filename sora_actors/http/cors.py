@@ -1,0 +1,27 @@
+"""CORS for the configured origins (the old test pages run from file://, origin "null")."""
+
+from __future__ import annotations
+
+from quart import Quart, Response, request
+
+from ..settings import Settings
+
+ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+EXPOSED_HEADERS = "Retry-After, X-Request-Id, Content-Range, Accept-Ranges"
+ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+
+
+def install(app: Quart, settings: Settings) -> None:
+    @app.after_request
+    async def _cors(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin is None or not settings.allows_origin(origin):
+            return response
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+            response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+            response.headers["Access-Control-Max-Age"] = "600"
+        return response

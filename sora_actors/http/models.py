@@ -1,0 +1,79 @@
+"""Request and response bodies (pydantic), camelCase on the wire.
+
+quart-schema validates requests with these and builds the OpenAPI document from them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from .security import BCRYPT_MAX_BYTES
+
+_USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+
+class Wire(BaseModel):
+    """Base of every body: camelCase aliases, unknown request fields ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+def _check_password(value: str) -> str:
+    if len(value.encode()) > BCRYPT_MAX_BYTES:
+        raise ValueError(f"must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8")
+    return value
+
+
+class RegisterRequest(Wire):
+    username: str
+    email: str | None = None
+    password: str = Field(min_length=6)
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not _USERNAME.match(value):
+            raise ValueError("3 to 32 characters: letters, digits, '_', '.', '-'")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        if len(value) > 254 or not _EMAIL.match(value):
+            raise ValueError("not a valid email address")
+        return value
+
+    _password = field_validator("password")(_check_password)
+
+
+class LoginRequest(Wire):
+    username: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1)
+
+    _password = field_validator("password")(_check_password)
+
+
+class UserOut(Wire):
+    id: str
+    username: str
+    email: str | None
+
+
+class MeOut(UserOut):
+    role: str
+    is_active: bool
+    last_login: str | None
+    created_at: str | None
+
+
+class LoginOut(Wire):
+    token: str
+    user: UserOut
+    expires_at: int = Field(description="Unix milliseconds")

@@ -1,0 +1,95 @@
+"""Running the service: storage, the app-lifetime nursery and Hypercorn, shut down in order.
+
+Shutdown sequence (on SIGINT/SIGTERM or when the trigger returns):
+1. Hypercorn stops accepting and gives in-flight requests ``shutdown_grace_seconds``.
+2. The app-lifetime nursery (actors, hub) is cancelled; actors stop at a safe point.
+3. Storage closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .http.app import create_app
+from .services import Services
+from .settings import Settings
+from .storage import open_storage
+
+log = logging.getLogger("sora_actors")
+
+Trigger = Callable[[], Awaitable[None]]
+
+
+async def wait_for_signal() -> None:
+    """Return on the first SIGINT or SIGTERM."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            return
+
+
+def hypercorn_config(settings: Settings, host: str, port: int) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.graceful_timeout = settings.shutdown_grace_seconds
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.keep_alive_timeout = 75
+    return config
+
+
+async def run_server(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    shutdown_trigger: Trigger | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until the trigger returns (default: a signal); report the base URL when bound."""
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    if settings.jwt_secret_generated:
+        log.warning(
+            "no SORA_JWT_SECRET set: generated a random one for this process "
+            "(tokens will not survive a restart; set one in production)"
+        )
+    url = settings.resolved_database_url
+    async with open_storage(url) as storage:
+        log.info("database ready: %s", storage.dialect)
+        services = Services(settings=settings, storage=storage)
+        app = create_app(services)
+        async with trio.open_nursery() as runtime:
+            config = hypercorn_config(settings, host, port)
+            binds: list[str] = await runtime.start(
+                partial(
+                    _serve_then_stop,
+                    app,
+                    config,
+                    shutdown_trigger or wait_for_signal,
+                    runtime.cancel_scope,
+                )
+            )
+            log.info("sora-actors %s listening on %s", services.version, ", ".join(binds))
+            task_status.started(binds[0])
+    log.info("stopped")
+
+
+async def _serve_then_stop(
+    app: object,
+    config: HypercornConfig,
+    trigger: Trigger,
+    runtime_scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await hypercorn_serve(app, config, shutdown_trigger=trigger, task_status=task_status)  # type: ignore[arg-type]
+    # HTTP is down; now stop the runtime (actors, hub).
+    runtime_scope.cancel()

@@ -1,0 +1,158 @@
+"""Settings: defaults from ``config/default.toml``, overridden by ``SORA_*`` variables.
+
+Why one flat namespace: a key in the TOML file, the environment variable that overrides it
+and the attribute the code reads are the same word (``port`` / ``SORA_PORT`` /
+``settings.port``), so operators never have to translate between three spellings.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "SORA_"
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+MIN_SECRET_LENGTH = 32
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message is one line naming it."""
+
+
+class Settings(BaseModel):
+    """Validated configuration of one process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=3001, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    jwt_secret: str = ""
+    jwt_ttl_seconds: int = Field(default=86400, gt=0)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    cors_origins: tuple[str, ...] = ()
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    login_max_failures: int = Field(default=5, gt=0)
+    login_window_seconds: float = Field(default=300.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    upstream_url: str = ""
+    upstream_api_key: str = ""
+    upstream_auth_style: Literal["bearer", "bare"] = "bearer"
+    upstream_timeout_seconds: float = Field(default=30.0, gt=0)
+    upstream_max_requests_per_second: float = Field(default=10.0, gt=0)
+    upstream_max_concurrent_jobs: int = Field(default=50, gt=0)
+    simulator_time_scale: float = Field(default=1.0, gt=0)
+    # Filled in by load(): True when jwt_secret was generated for this process only.
+    jwt_secret_generated: bool = False
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The URL to open: the configured one, else a SQLite file under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'sora.db').resolve()}"
+
+    def allows_origin(self, origin: str) -> bool:
+        """CORS: is this ``Origin`` header admitted?"""
+        if self.cors_origins:
+            return "*" in self.cors_origins or origin in self.cors_origins
+        if self.is_production:
+            return False
+        # Development: the old test pages are opened from file:// (origin "null") and the
+        # React dev server runs on localhost.
+        if origin == "null":
+            return True
+        for prefix in ("http://localhost", "http://127.0.0.1", "http://[::1]"):
+            if origin == prefix or origin.startswith(prefix + ":"):
+                return True
+        return False
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(f"settings file not found: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"settings file {path} is not valid TOML: {error}") from None
+
+
+def load(
+    environ: Mapping[str, str] | None = None, *, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Layer defaults, an optional file, the environment and explicit overrides; validate.
+
+    Raises SettingsError with one line that names the first wrong setting.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = _read_toml(DEFAULTS_FILE)
+    extra_file = environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+    if extra_file:
+        values.update(_read_toml(Path(extra_file)))
+    known = set(Settings.model_fields) - {"jwt_secret_generated"}
+    for key in known:
+        env_value = environ.get(ENV_PREFIX + key.upper())
+        if env_value is not None:
+            values[key] = env_value
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]!r} in a settings file")
+    values.update(overrides or {})
+    try:
+        settings = Settings(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else "?"
+        got = values.get(key, "")
+        raise SettingsError(
+            f"invalid setting {ENV_PREFIX}{key.upper()}={got!r}: {first['msg']}"
+        ) from None
+    return _finish_secret(settings)
+
+
+def _finish_secret(settings: Settings) -> Settings:
+    if settings.jwt_secret:
+        if len(settings.jwt_secret) < MIN_SECRET_LENGTH:
+            raise SettingsError(
+                f"invalid setting {ENV_PREFIX}JWT_SECRET: must be at least "
+                f"{MIN_SECRET_LENGTH} characters"
+            )
+        return settings
+    if settings.is_production:
+        raise SettingsError(
+            f"{ENV_PREFIX}JWT_SECRET must be set when {ENV_PREFIX}ENV=production"
+        )
+    return settings.model_copy(
+        update={"jwt_secret": secrets.token_urlsafe(48), "jwt_secret_generated": True}
+    )

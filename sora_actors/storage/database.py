@@ -1,0 +1,209 @@
+"""Opening the database and running whole units of work on it (the asyncio side).
+
+A unit of work is an asyncio coroutine function ``fn(connection, *args)``; `Database.run`
+runs it inside one transaction, in one asyncio coroutine, through the bridge.
+
+SQLite keeps ONE connection for the whole process and runs units one at a time: SQLite has
+a single writer anyway, and `databases` would otherwise open a new file handle and a new
+aiosqlite thread for every call. PostgreSQL takes a pooled connection per unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar
+
+import databases
+import trio
+
+from . import migrations
+from .bridge import AsyncioBridge, open_bridge
+from .errors import Conflict, DatabaseInUse, StorageError, StorageUnavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Unit = Callable[Concatenate[Any, P], Awaitable[T]]
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+)
+
+
+def dialect_of(url: str) -> str:
+    if url.startswith("sqlite"):
+        return "sqlite"
+    if url.startswith("postgresql"):
+        return "postgresql"
+    raise StorageError(f"unsupported database URL scheme: {url.split(':', 1)[0]}")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for an in-memory database)."""
+    path = url.split("://", 1)[1]
+    if path.startswith("/"):
+        path = path[1:]
+    path = path.split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    return Path(path)
+
+
+class _AioEngine:
+    """The asyncio half: owns the `databases.Database` and the SQLite connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect = dialect_of(url)
+        self.db = databases.Database(url)
+        self._sqlite_conn: Any = None
+        self._sqlite_lock: asyncio.Lock | None = None
+
+    async def connect(self) -> None:
+        await self.db.connect()
+        if self.dialect == "sqlite":
+            self._sqlite_conn = self.db.connection()
+            await self._sqlite_conn.__aenter__()
+            self._sqlite_lock = asyncio.Lock()
+            for pragma in _SQLITE_PRAGMAS:
+                await self._sqlite_conn.execute(pragma)
+        else:
+            # Fail now, with a clear error, rather than on the first request.
+            async with self.db.connection() as conn:
+                await conn.execute("SELECT 1")
+
+    async def disconnect(self) -> None:
+        if self._sqlite_conn is not None:
+            await self._sqlite_conn.__aexit__(None, None, None)
+            self._sqlite_conn = None
+        await self.db.disconnect()
+
+    async def unit(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._sqlite_lock is not None:
+            async with self._sqlite_lock, self._sqlite_conn.transaction():
+                return await fn(self._sqlite_conn, *args, **kwargs)
+        async with self.db.connection() as conn, conn.transaction():
+            return await fn(conn, *args, **kwargs)
+
+
+_UNAVAILABLE_NAMES = (
+    "ConnectionDoesNotExistError",
+    "CannotConnectNowError",
+    "ConnectionFailureError",
+    "InterfaceError",
+    "TooManyConnectionsError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+)
+
+
+def _translate(error: BaseException) -> StorageError | None:
+    """Map a driver's exception onto ours (None: not ours to map, let it propagate)."""
+    if isinstance(error, StorageError):
+        return error
+    name = type(error).__name__
+    if name == "UniqueViolationError" or (
+        isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error)
+    ):
+        return Conflict("unknown", "a record with the same unique value already exists")
+    if isinstance(error, OSError | ConnectionError) or name in _UNAVAILABLE_NAMES:
+        return StorageUnavailable(f"database unavailable: {name}")
+    if isinstance(error, sqlite3.OperationalError) and (
+        "unable to open" in str(error) or "disk I/O" in str(error)
+    ):
+        return StorageUnavailable(f"database unavailable: {error}")
+    return None
+
+
+class Database:
+    """The Trio half: runs units of work through the bridge and translates errors."""
+
+    def __init__(self, bridge: AsyncioBridge, engine: _AioEngine) -> None:
+        self._bridge = bridge
+        self._engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect
+
+    async def run(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await self._bridge.run(self._engine.unit, fn, *args, **kwargs)
+        except Exception as error:
+            mapped = _translate(error)
+            if mapped is None or mapped is error:
+                raise
+            raise mapped from error
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; the list of versions applied."""
+        return await self.run(migrations.apply, self._engine.dialect)
+
+    async def schema_version(self) -> int:
+        async def read(conn: Any) -> int:
+            try:
+                return int(await conn.fetch_val("SELECT MAX(version) FROM schema_version") or 0)
+            except Exception:
+                return 0
+
+        return await self.run(read)
+
+
+def _lock_sqlite_file(path: Path) -> IO[str]:
+    """Hold an exclusive lock beside the SQLite file for this process's lifetime."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = (path.parent / (path.name + ".lock")).open("a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DatabaseInUse(
+            f"another sora-actors process is already using {path}; several instances "
+            "need PostgreSQL (SORA_DATABASE_URL=postgresql+asyncpg://...)"
+        ) from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+@asynccontextmanager
+async def open_database(url: str, *, exclusive: bool = True) -> AsyncIterator[Database]:
+    """Connect (SQLite: create the file and its folder) and disconnect at the end.
+
+    ``exclusive`` (SQLite only) refuses a second process on the same file.
+    """
+    lock: IO[str] | None = None
+    if dialect_of(url) == "sqlite":
+        path = sqlite_path(url)
+        if path is not None:
+            if exclusive:
+                lock = _lock_sqlite_file(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        async with open_bridge() as bridge:
+            engine = _AioEngine(url)
+            database = Database(bridge, engine)
+            try:
+                await bridge.run(engine.connect)
+            except Exception as error:
+                mapped = _translate(error)
+                raise (mapped or StorageUnavailable(f"cannot open the database: {error}")) from error
+            try:
+                yield database
+            finally:
+                # Shielded: closing must finish even while the service is being cancelled.
+                with trio.CancelScope(shield=True):
+                    await bridge.run(engine.disconnect)
+    finally:
+        if lock is not None:
+            lock.close()

@@ -1,0 +1,103 @@
+"""SQLAlchemy Core descriptions of the tables the migrations create, for building queries.
+
+The migrations (``migrations/*.sql``) are the schema's source of truth; a test reflects the
+migrated database and checks that these descriptions name the same columns.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("username_key", sa.Text, nullable=False, unique=True),
+    sa.Column("email", sa.Text),
+    sa.Column("email_key", sa.Text, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    sa.Column("last_login", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+licenses = sa.Table(
+    "licenses",
+    metadata,
+    sa.Column("license_key", sa.Text, primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text),
+    sa.Column("features", sa.Text, nullable=False),
+    sa.Column("activated_at", sa.BigInteger),
+    sa.Column("expires_at", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+activity_log = sa.Table(
+    "activity_log",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("details", sa.Text),
+    sa.Column("ip", sa.Text),
+    sa.Column("user_agent", sa.Text),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+system_config = sa.Table(
+    "system_config",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+video_tasks = sa.Table(
+    "video_tasks",
+    metadata,
+    sa.Column("video_id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("external_video_id", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("phase", sa.Text, nullable=False),
+    sa.Column("progress", sa.Integer, nullable=False),
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("size", sa.Text, nullable=False),
+    sa.Column("duration", sa.Integer, nullable=False),
+    sa.Column("media_type", sa.Text, nullable=False),
+    sa.Column("error_code", sa.Text),
+    sa.Column("error_message", sa.Text),
+    sa.Column("poll_count", sa.Integer, nullable=False),
+    sa.Column("last_poll_at", sa.BigInteger),
+    sa.Column("next_poll_at", sa.BigInteger),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("restarts", sa.Integer, nullable=False),
+    sa.Column("submit_started_at", sa.BigInteger),
+    sa.Column("remixed_from_video_id", sa.Text),
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("request_hash", sa.Text),
+    sa.Column("upstream_expires_at", sa.BigInteger),
+    sa.Column("deadline_at", sa.BigInteger),
+    sa.Column("owner", sa.Text),
+    sa.Column("lease_expires_at", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("completed_at", sa.BigInteger),
+)
+
+task_inputs = sa.Table(
+    "task_inputs",
+    metadata,
+    sa.Column("video_id", sa.Text, primary_key=True),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("filename", sa.Text, nullable=False),
+    sa.Column("data_base64", sa.Text, nullable=False),
+)
