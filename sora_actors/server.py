@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
 
 from .http.app import create_app
 from .services import Services
@@ -25,6 +27,15 @@ from .storage import open_storage
 log = logging.getLogger("sora_actors")
 
 Trigger = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Running:
+    """What `run_server` reports once it listens: where, and what it runs."""
+
+    url: str
+    services: Services
+    app: QuartTrio
 
 
 async def wait_for_signal() -> None:
@@ -51,9 +62,9 @@ async def run_server(
     host: str | None = None,
     port: int | None = None,
     shutdown_trigger: Trigger | None = None,
-    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until the trigger returns (default: a signal); report the base URL when bound."""
+    """Serve until the trigger returns (default: a signal); report `Running` once bound."""
     host = settings.host if host is None else host
     port = settings.port if port is None else port
     if settings.jwt_secret_generated:
@@ -78,7 +89,7 @@ async def run_server(
                 )
             )
             log.info("sora-actors %s listening on %s", services.version, ", ".join(binds))
-            task_status.started(binds[0])
+            task_status.started(Running(binds[0], services, app))
     log.info("stopped")
 
 

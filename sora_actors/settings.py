@@ -66,9 +66,7 @@ class Settings(BaseModel):
     @classmethod
     def _known_database(cls, value: str) -> str:
         if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError(
-                "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
-            )
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
     @property
@@ -150,9 +148,7 @@ def _finish_secret(settings: Settings) -> Settings:
             )
         return settings
     if settings.is_production:
-        raise SettingsError(
-            f"{ENV_PREFIX}JWT_SECRET must be set when {ENV_PREFIX}ENV=production"
-        )
+        raise SettingsError(f"{ENV_PREFIX}JWT_SECRET must be set when {ENV_PREFIX}ENV=production")
     return settings.model_copy(
         update={"jwt_secret": secrets.token_urlsafe(48), "jwt_secret_generated": True}
     )

@@ -30,9 +30,7 @@ def large_body(view: F) -> F:
 class SoraRequest(TrioRequest):
     """Requests whose JSON problems are reported in the envelope, not as HTML 400s."""
 
-    async def get_json(
-        self, force: bool = False, silent: bool = False, cache: bool = True
-    ) -> Any:
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if not (force or silent or self.is_json):
             raise ApiError(
                 415, "UNSUPPORTED_MEDIA_TYPE", "Send a JSON body (Content-Type: application/json)."
@@ -57,7 +55,9 @@ def create_app(services: Services) -> QuartTrio:
     QuartSchema(
         app,
         info={"title": "sora-actors", "version": services.version},
-        security_schemes={"bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}},
+        security_schemes={
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
+        },
     )
     app.extensions[EXTENSION_KEY] = HttpContext(
         services=services,

@@ -68,7 +68,9 @@ class Tokens:
 
     def issue(self, user_id: str, username: str) -> tuple[str, Principal]:
         now = wall_ms()
-        principal = Principal(user_id, username, uuid.uuid4().hex, now + self._ttl_ms)
+        # JWT carries whole seconds: report exactly the expiry the token holds.
+        expires_ms = (now + self._ttl_ms) // 1000 * 1000
+        principal = Principal(user_id, username, uuid.uuid4().hex, expires_ms)
         claims = {
             "sub": user_id,
             "name": username,

@@ -116,6 +116,8 @@ class AccountStore:
     async def log(self, activity: Activity) -> None:
         await self._db.run(_log, activity)
 
-    async def activities(self, user_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    async def activities(
+        self, user_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
         """Newest first; for tests and admin views."""
         return await self._db.run(_activities, user_id, limit)

@@ -31,8 +31,26 @@ class AsyncioBridge:
         return result
 
 
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one leaf of a group that wraps exactly one exception, else the group itself."""
+    current: BaseException = group
+    while isinstance(current, BaseExceptionGroup) and len(current.exceptions) == 1:
+        current = current.exceptions[0]
+    return current
+
+
 @asynccontextmanager
 async def open_bridge() -> AsyncIterator[AsyncioBridge]:
-    """Own an asyncio loop for as long as the block runs."""
-    async with trio_asyncio.open_loop() as loop:
-        yield AsyncioBridge(loop)
+    """Own an asyncio loop for as long as the block runs.
+
+    trio-asyncio's internal nurseries wrap whatever the block raises in exception groups;
+    a single error is unwrapped so callers can catch, say, SchemaTooNew directly.
+    """
+    try:
+        async with trio_asyncio.open_loop() as loop:
+            yield AsyncioBridge(loop)
+    except BaseExceptionGroup as group:
+        leaf = sole_exception(group)
+        if leaf is group:
+            raise
+        raise leaf from None

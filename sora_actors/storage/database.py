@@ -104,6 +104,11 @@ _UNAVAILABLE_NAMES = (
     "CrashShutdownError",
 )
 
+# PostgreSQL error classes that mean "cannot talk to the database now": connection exceptions
+# (08), insufficient resources (53), operator intervention (57P: shutdown, restart), the
+# database missing (3D000) or closed to connections (55000).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "3D000", "55000")
+
 
 def _translate(error: BaseException) -> StorageError | None:
     """Map a driver's exception onto ours (None: not ours to map, let it propagate)."""
@@ -114,6 +119,9 @@ def _translate(error: BaseException) -> StorageError | None:
         isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error)
     ):
         return Conflict("unknown", "a record with the same unique value already exists")
+    sqlstate = str(getattr(error, "sqlstate", "") or "")
+    if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+        return StorageUnavailable(f"database unavailable: {error}")
     if isinstance(error, OSError | ConnectionError) or name in _UNAVAILABLE_NAMES:
         return StorageUnavailable(f"database unavailable: {name}")
     if isinstance(error, sqlite3.OperationalError) and (
@@ -136,7 +144,8 @@ class Database:
 
     async def run(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return await self._bridge.run(self._engine.unit, fn, *args, **kwargs)
+            # mypy cannot thread a ParamSpec through a second ParamSpec-generic call.
+            return await self._bridge.run(self._engine.unit, fn, *args, **kwargs)  # type: ignore[arg-type]
         except Exception as error:
             mapped = _translate(error)
             if mapped is None or mapped is error:
@@ -197,7 +206,9 @@ async def open_database(url: str, *, exclusive: bool = True) -> AsyncIterator[Da
                 await bridge.run(engine.connect)
             except Exception as error:
                 mapped = _translate(error)
-                raise (mapped or StorageUnavailable(f"cannot open the database: {error}")) from error
+                raise (
+                    mapped or StorageUnavailable(f"cannot open the database: {error}")
+                ) from error
             try:
                 yield database
             finally:

@@ -81,4 +81,3 @@ async def apply(connection: Any, dialect: str) -> list[int]:
         )
         applied.append(migration.version)
     return applied
-
