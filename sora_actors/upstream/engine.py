@@ -381,6 +381,9 @@ class Engine:
             rate: float = getattr(f, name)
             if rate and self._fault_rng.random() < rate:
                 self.faults_injected[name] += 1
+                if self.request_log:  # callers roll right after admit(): the last entry is theirs
+                    t, key, op_, job_id, _, ra = self.request_log[-1]
+                    self.request_log[-1] = (t, key, op_, job_id, f"ok+{name}", ra)
                 return name
         return None
 

@@ -192,13 +192,10 @@ class SimulatorApp:
             resp = _json(200, self.video(st, req))
         fault = eng.roll_response_fault(op)
         if fault == "drop":
-            eng.log(key, op, job_id, "fault:drop")
             return Response(0, drop=True)
         if fault == "slow":
-            eng.log(key, op, job_id, "fault:slow")
             resp.delay_s = eng.faults.slow_s
         elif fault == "malformed":
-            eng.log(key, op, job_id, "fault:malformed")
             resp.body = resp.body[: max(1, len(resp.body) // 2)] + b"<html>upstream hiccup"
         return resp
 
