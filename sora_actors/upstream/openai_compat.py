@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -288,7 +288,7 @@ class OpenAICompatProvider:
 
     async def fetch_content(
         self, job_id: str, variant: ContentVariant = "video"
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream the media; retried (with backoff) only until the first byte is handed out."""
         attempt = 0
         while True:

@@ -7,7 +7,7 @@ shapes) is normalised into these types so that actors never see a dialect.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol, Self, runtime_checkable
@@ -155,7 +155,9 @@ class Provider(Protocol):
         """Current state of a job (also frees/re-occupies limiter slots)."""
         ...
 
-    def fetch_content(self, job_id: str, variant: ContentVariant = "video") -> AsyncIterator[bytes]:
+    def fetch_content(
+        self, job_id: str, variant: ContentVariant = "video"
+    ) -> AsyncGenerator[bytes, None]:
         """Stream the media in chunks; close it with `contextlib.aclosing` if you stop early."""
         ...
 

@@ -1,4 +1,4 @@
-"""Fixtures for the upstream tests: an in-process simulator on an ephemeral port plus an admin helper."""
+"""Upstream test fixtures: an in-process simulator on an ephemeral port plus an admin helper."""
 
 from __future__ import annotations
 

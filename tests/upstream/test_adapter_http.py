@@ -167,7 +167,8 @@ async def test_gateway_dialect(start_sim: SimFactory) -> None:
 async def test_create_never_retried_after_ambiguous_answer(
     start_sim: SimFactory, fault: str
 ) -> None:
-    sim = await start_sim(faults=FaultRates(**{fault: 1.0}, slow_s=1.0))
+    rates: dict[str, Any] = {fault: 1.0, "slow_s": 1.0}
+    sim = await start_sim(faults=FaultRates(**rates))
     async with OpenAICompatProvider(sim.provider_config(create_timeout_s=0.3)) as p:
         with pytest.raises(UpstreamError) as e:
             await p.submit(SubmitRequest("maybe created"))
