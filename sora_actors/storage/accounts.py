@@ -104,10 +104,10 @@ class AccountStore:
         return await self._db.run(_create_user, username, email, password_hash, activity)
 
     async def by_username(self, username: str) -> User | None:
-        return await self._db.run(_find_user, "username_key", username.lower())
+        return await self._db.read(_find_user, "username_key", username.lower())
 
     async def by_id(self, user_id: str) -> User | None:
-        return await self._db.run(_find_user, "id", user_id)
+        return await self._db.read(_find_user, "id", user_id)
 
     async def record_login(self, user_id: str, activity: Activity) -> None:
         """Stamp lastLogin and log the login, together."""
@@ -120,4 +120,4 @@ class AccountStore:
         self, user_id: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Newest first; for tests and admin views."""
-        return await self._db.run(_activities, user_id, limit)
+        return await self._db.read(_activities, user_id, limit)

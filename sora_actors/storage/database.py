@@ -30,6 +30,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 Unit = Callable[Concatenate[Any, P], Awaitable[T]]
 
+COMMAND_TIMEOUT_SECONDS = 30.0
+
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -63,7 +65,11 @@ class _AioEngine:
     def __init__(self, url: str) -> None:
         self.url = url
         self.dialect = dialect_of(url)
-        self.db = databases.Database(url)
+        # command_timeout bounds every PostgreSQL statement in real time.
+        options: dict[str, Any] = (
+            {"command_timeout": COMMAND_TIMEOUT_SECONDS} if self.dialect == "postgresql" else {}
+        )
+        self.db = databases.Database(url, **options)
         self._sqlite_conn: Any = None
         self._sqlite_lock: asyncio.Lock | None = None
 
@@ -88,9 +94,21 @@ class _AioEngine:
 
     async def unit(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._sqlite_lock is not None:
-            async with self._sqlite_lock, self._sqlite_conn.transaction():
-                return await fn(self._sqlite_conn, *args, **kwargs)
+            async with self._sqlite_lock:
+                raw = self._sqlite_conn.raw_connection
+                if raw.in_transaction:  # defensive: never start inside a leftover transaction
+                    await raw.rollback()
+                async with self._sqlite_conn.transaction():
+                    return await fn(self._sqlite_conn, *args, **kwargs)
         async with self.db.connection() as conn, conn.transaction():
+            return await fn(conn, *args, **kwargs)
+
+    async def read(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A single-statement read: atomic by itself, so no BEGIN/COMMIT round trips."""
+        if self._sqlite_lock is not None:
+            async with self._sqlite_lock:
+                return await fn(self._sqlite_conn, *args, **kwargs)
+        async with self.db.connection() as conn:
             return await fn(conn, *args, **kwargs)
 
 
@@ -143,9 +161,23 @@ class Database:
         return self._engine.dialect
 
     async def run(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(connection, ...)`` as one transaction."""
+        result: T = await self._call(self._engine.unit, fn, *args, **kwargs)
+        return result
+
+    async def read(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(connection, ...)``, which issues ONE read statement, outside a transaction."""
+        result: T = await self._call(self._engine.read, fn, *args, **kwargs)
+        return result
+
+    async def _call(self, mode: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            # mypy cannot thread a ParamSpec through a second ParamSpec-generic call.
-            return await self._bridge.run(self._engine.unit, fn, *args, **kwargs)  # type: ignore[arg-type]
+            # Shielded: a unit of work, once started, runs to its commit or rollback. Cancelling
+            # it halfway (a client hanging up mid-request, a nursery shutting down) would leave
+            # SQLite's shared connection inside an open transaction. Units are short; the
+            # real-time bound is the driver's command timeout, on the asyncio side.
+            with trio.CancelScope(shield=True):
+                return await self._bridge.run(mode, fn, *args, **kwargs)
         except Exception as error:
             mapped = _translate(error)
             if mapped is None or mapped is error:

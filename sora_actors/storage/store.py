@@ -27,7 +27,7 @@ class Storage:
 
     async def ping(self) -> None:
         """Raise StorageUnavailable when the database does not answer."""
-        await self.database.run(_ping)
+        await self.database.read(_ping)
 
 
 @asynccontextmanager

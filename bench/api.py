@@ -1,0 +1,138 @@
+"""Benchmark (run by hand): GET /api/auth/me against a bare Quart-Trio JSON route.
+
+Both servers run as separate processes, served the same way (Hypercorn trio worker, same
+config); load comes from `wrk` (apt-get install wrk) on loopback, one server at a time.
+Prints req/s and latency p99 of each and their ratio.
+
+    python bench/api.py [--seconds 10] [--connections 50] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError as error:
+            if getattr(error, "code", None):  # an HTTP error still means it is up
+                return
+            time.sleep(0.2)
+    raise SystemExit(f"server at {url} did not come up")
+
+
+def post_json(url: str, body: dict[str, str]) -> dict[str, object]:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        result: dict[str, object] = json.load(response)
+        return result
+
+
+def run_wrk(url: str, seconds: int, connections: int, headers: list[str]) -> tuple[float, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        command += ["-H", header]
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+    p99_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    if "Non-2xx" in output:
+        raise SystemExit(f"non-2xx responses from {url}:\n{output}")
+    return rps, p99_ms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--database-url", default="", help="default: SQLite in a temp dir")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("needs wrk: apt-get install wrk")
+
+    workdir = Path(tempfile.mkdtemp(prefix="sora-bench-"))
+    env = {
+        **os.environ,
+        "SORA_DATA_DIR": str(workdir),
+        "SORA_DATABASE_URL": args.database_url,
+        "SORA_JWT_SECRET": "bench-secret-" + "x" * 32,
+        "SORA_BCRYPT_ROUNDS": "4",
+    }
+    sora_port, bare_port = free_port(), free_port()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "sora_actors.cli", "serve", "--port", str(sora_port)],
+            env=env,
+            cwd=ROOT,
+            stderr=(workdir / "server.log").open("w"),
+        ),
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "bare_app.py"), str(bare_port)],
+            env=env,
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        sora = f"http://127.0.0.1:{sora_port}"
+        bare = f"http://127.0.0.1:{bare_port}/bare"
+        wait_until_up(sora + "/health")
+        wait_until_up(bare)
+        post_json(sora + "/api/auth/register", {"username": "bench", "password": "bench-pass"})
+        login = post_json(sora + "/api/auth/login", {"username": "bench", "password": "bench-pass"})
+        token = login["data"]["token"]  # type: ignore[index]
+        auth = [f"Authorization: Bearer {token}"]
+
+        run_wrk(bare, 2, args.connections, [])  # warm both up
+        run_wrk(sora + "/api/auth/me", 2, args.connections, auth)
+        bare_rps, bare_p99 = run_wrk(bare, args.seconds, args.connections, [])
+        me_rps, me_p99 = run_wrk(sora + "/api/auth/me", args.seconds, args.connections, auth)
+
+        print(f"{'route':<28}{'req/s':>10}{'p99 ms':>10}")
+        print(f"{'bare Quart-Trio JSON':<28}{bare_rps:>10.0f}{bare_p99:>10.1f}")
+        print(f"{'GET /api/auth/me':<28}{me_rps:>10.0f}{me_p99:>10.1f}")
+        print(
+            f"ratio /me : bare  req/s {me_rps / bare_rps:.2f}   p99 {me_p99 / bare_p99:.2f}"
+            f"   ({args.connections} connections, {args.seconds} s each, "
+            f"database {args.database_url or 'SQLite'})"
+        )
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=20)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
