@@ -2,7 +2,8 @@
 
 Shutdown sequence (on SIGINT/SIGTERM or when the trigger returns):
 1. Hypercorn stops accepting and gives in-flight requests ``shutdown_grace_seconds``.
-2. The app-lifetime nursery (actors, hub) is cancelled; actors stop at a safe point.
+2. The runtime (actors, hub, in-process simulator) is cancelled; actors stop at their next
+   checkpoint, and a unit of work already under way completes first.
 3. Storage closes.
 """
 
@@ -20,6 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from .http.app import create_app
+from .runtime import open_runtime
 from .services import Services
 from .settings import Settings
 from .storage import open_storage
@@ -73,34 +75,25 @@ async def run_server(
             "(tokens will not survive a restart; set one in production)"
         )
     url = settings.resolved_database_url
-    async with open_storage(url) as storage:
+    async with open_storage(url) as storage, open_runtime(settings, storage) as runtime:
         log.info("database ready: %s", storage.dialect)
-        services = Services(settings=settings, storage=storage)
+        services = Services(settings=settings, storage=storage, runtime=runtime)
         app = create_app(services)
-        async with trio.open_nursery() as runtime:
-            config = hypercorn_config(settings, host, port)
-            binds: list[str] = await runtime.start(
-                partial(
-                    _serve_then_stop,
-                    app,
-                    config,
-                    shutdown_trigger or wait_for_signal,
-                    runtime.cancel_scope,
-                )
-            )
+        config = hypercorn_config(settings, host, port)
+
+        async def report(binds: list[str]) -> None:
             log.info("sora-actors %s listening on %s", services.version, ", ".join(binds))
             task_status.started(Running(binds[0], services, app))
+
+        async with trio.open_nursery() as nursery:
+            binds: list[str] = await nursery.start(
+                partial(
+                    hypercorn_serve,
+                    app,
+                    config,
+                    shutdown_trigger=shutdown_trigger or wait_for_signal,
+                )
+            )
+            await report(binds)
+        # Hypercorn has drained; leaving the blocks stops the actors, then storage.
     log.info("stopped")
-
-
-async def _serve_then_stop(
-    app: object,
-    config: HypercornConfig,
-    trigger: Trigger,
-    runtime_scope: trio.CancelScope,
-    *,
-    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    await hypercorn_serve(app, config, shutdown_trigger=trigger, task_status=task_status)  # type: ignore[arg-type]
-    # HTTP is down; now stop the runtime (actors, hub).
-    runtime_scope.cancel()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .clock import wall_ms
+from .runtime import Runtime
 from .settings import Settings
 from .storage import Storage
 
@@ -14,6 +15,7 @@ from .storage import Storage
 class Services:
     settings: Settings
     storage: Storage
+    runtime: Runtime
     version: str = __version__
     started_at_ms: int = field(default_factory=wall_ms)
 

@@ -52,6 +52,11 @@ class Settings(BaseModel):
     upstream_max_requests_per_second: float = Field(default=10.0, gt=0)
     upstream_max_concurrent_jobs: int = Field(default=50, gt=0)
     simulator_time_scale: float = Field(default=1.0, gt=0)
+    polling_speedup: float = Field(default=1.0, gt=0)
+    task_deadline_seconds: float = Field(default=3600.0, gt=0)
+    submit_settle_seconds: float = Field(default=60.0, ge=0)
+    actor_max_restarts: int = Field(default=5, ge=0)
+    actor_restart_period_seconds: float = Field(default=60.0, gt=0)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 

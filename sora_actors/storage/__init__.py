@@ -6,17 +6,23 @@ see a connection, a transaction or a driver's exception.
 
 from .errors import Conflict, DatabaseInUse, SchemaTooNew, StorageError, StorageUnavailable
 from .migrations import latest_version
-from .records import Activity, User
+from .records import TERMINAL_STATUSES, Activity, NewTask, Task, TaskPage, User
 from .store import Storage, open_storage
+from .tasks import StaleTask
 
 __all__ = [
+    "TERMINAL_STATUSES",
     "Activity",
     "Conflict",
     "DatabaseInUse",
+    "NewTask",
     "SchemaTooNew",
+    "StaleTask",
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "Task",
+    "TaskPage",
     "User",
     "latest_version",
     "open_storage",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,3 +41,76 @@ class Activity:
     details: dict[str, Any] | None = None
     ip: str | None = None
     user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One video task as stored. ``phase`` is the actor's state; ``status`` the public one."""
+
+    video_id: str
+    user_id: str
+    external_video_id: str | None
+    status: str
+    phase: str
+    progress: int
+    prompt: str
+    model: str
+    size: str
+    duration: int
+    media_type: str
+    error_code: str | None
+    error_message: str | None
+    poll_count: int
+    last_poll_at: int | None
+    next_poll_at: int | None
+    seq: int
+    restarts: int
+    submit_started_at: int | None
+    remixed_from_video_id: str | None
+    idempotency_key: str | None
+    request_hash: str | None
+    upstream_expires_at: int | None
+    deadline_at: int | None
+    owner: str | None
+    lease_expires_at: int | None
+    created_at: int
+    updated_at: int
+    started_at: int | None
+    completed_at: int | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Task:
+        return cls(**{name: row[name] for name in _TASK_FIELDS})
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+_TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
+TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """What a create request stores (the rest takes defaults)."""
+
+    video_id: str
+    user_id: str
+    prompt: str
+    model: str
+    size: str
+    duration: int
+    status: str
+    phase: str
+    image: tuple[str, str, str] | None = None  # (content_type, filename, base64 data)
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    remixed_from_video_id: str | None = None
+    deadline_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    tasks: list[Task]
+    total: int

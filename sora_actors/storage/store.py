@@ -8,6 +8,7 @@ from typing import Any
 
 from .accounts import AccountStore
 from .database import Database, open_database
+from .tasks import TaskStore
 
 
 async def _ping(conn: Any) -> None:
@@ -20,6 +21,7 @@ class Storage:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.accounts = AccountStore(database)
+        self.tasks = TaskStore(database)
 
     @property
     def dialect(self) -> str:

@@ -125,6 +125,7 @@ def job_from_wire(obj: object, *, poll_after_s: float | None = None) -> Upstream
         error_message=error_message,
         direct_url=direct,
         poll_after_s=poll_after_s,
+        prompt=_str(obj.get("prompt")),
     )
 
 

@@ -69,6 +69,7 @@ def job_state_to_upstream(
         error_code=code,
         error_message=engine.fail_message(code) if code else None,
         poll_after_s=poll_after_s,
+        prompt=j.prompt,
     )
 
 

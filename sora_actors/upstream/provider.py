@@ -102,6 +102,9 @@ class UpstreamJob:
     error_message: str | None = None
     direct_url: str | None = None
     poll_after_s: float | None = None
+    # The prompt as the upstream echoes it: lets a restarted actor recognise a job whose
+    # create answer it never stored.
+    prompt: str | None = None
 
     @property
     def is_done(self) -> bool:

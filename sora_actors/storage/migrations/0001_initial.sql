@@ -87,7 +87,9 @@ CREATE INDEX video_tasks_user_status_time ON video_tasks (user_id, status, creat
 ;
 CREATE INDEX video_tasks_unfinished ON video_tasks (created_at) WHERE status IN ('QUEUED', 'PROCESSING')
 ;
-CREATE INDEX video_tasks_external ON video_tasks (external_video_id)
+-- One upstream job belongs to at most one task.
+CREATE UNIQUE INDEX video_tasks_external ON video_tasks (external_video_id)
+    WHERE external_video_id IS NOT NULL
 ;
 CREATE UNIQUE INDEX video_tasks_idempotency ON video_tasks (user_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL

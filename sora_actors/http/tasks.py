@@ -1,0 +1,348 @@
+"""``/api/video``: create, read, list, cancel tasks and count them.
+
+Reads go straight to storage; anything that changes a task goes through the supervisor
+(and so through the task's actor).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from quart import Blueprint, Response, request
+
+from ..clock import wall_ms
+from ..lifecycle import Phase
+from ..storage import Activity, Conflict, NewTask, Task
+from .context import client_address, ctx, principal
+from .envelope import ApiError, ok
+from .errors import validation_details
+from .wire import task_wire
+
+blueprint = Blueprint("tasks", __name__, url_prefix="/api/video")
+
+MODELS = ("sora-2", "sora-2-pro", "sora_video2")
+SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+DURATIONS = (4, 5, 8, 10, 12, 15)
+IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
+STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
+MAX_PAGE_SIZE = 100
+
+
+class TaskCreate(BaseModel):
+    """A create request, from JSON or multipart alike."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=4000)
+    model: str = "sora-2"
+    size: str = "720x1280"
+    duration: int = Field(default=4, alias="duration")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if value not in MODELS:
+            raise ValueError(f"must be one of {', '.join(MODELS)}")
+        return value
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if value not in SIZES:
+            raise ValueError(f"must be one of {', '.join(SIZES)}")
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: int) -> int:
+        if value not in DURATIONS:
+            raise ValueError(f"must be one of {', '.join(map(str, DURATIONS))} (seconds)")
+        return value
+
+
+def image_type(data: bytes) -> str | None:
+    for magic, content_type in IMAGE_TYPES.items():
+        if data.startswith(magic):
+            return content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _check_image(data: bytes, limit: int) -> str:
+    if not data:
+        raise ApiError(400, "INVALID_IMAGE", "The reference image is empty.")
+    if len(data) > limit:
+        raise ApiError(413, "IMAGE_TOO_LARGE", f"The reference image is larger than {limit} bytes.")
+    content_type = image_type(data)
+    if content_type is None:
+        raise ApiError(
+            415, "UNSUPPORTED_IMAGE_TYPE", "The reference image must be PNG, JPEG or WebP."
+        )
+    return content_type
+
+
+def _decode_data_url(value: str, limit: int) -> bytes:
+    head, comma, payload = value.partition(",")
+    if not comma or not head.startswith("data:") or not head.endswith(";base64"):
+        raise ApiError(
+            400,
+            "VALIDATION_ERROR",
+            "referenceImage: must be a base64 data URL (data:image/png;base64,...)",
+            details=[{"field": "referenceImage", "message": "not a base64 data URL"}],
+        )
+    if len(payload) > limit * 4 // 3 + 4:
+        raise ApiError(413, "IMAGE_TOO_LARGE", f"The reference image is larger than {limit} bytes.")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(
+            400,
+            "VALIDATION_ERROR",
+            "referenceImage: the base64 data is invalid",
+            details=[{"field": "referenceImage", "message": "invalid base64"}],
+        ) from None
+
+
+def _validate(fields: dict[str, Any]) -> TaskCreate:
+    try:
+        return TaskCreate.model_validate(fields)
+    except ValidationError as error:
+        details = validation_details(error)
+        first = details[0]
+        raise ApiError(
+            400, "VALIDATION_ERROR", f"{first['field']}: {first['message']}", details=details
+        ) from None
+
+
+async def _read_create_request() -> tuple[TaskCreate, tuple[str, str, bytes] | None]:
+    """The request and its optional image ``(content_type, filename, bytes)``."""
+    limit = ctx().services.settings.max_image_bytes
+    if request.mimetype == "multipart/form-data":
+        form = await request.form
+        files = await request.files
+        fields: dict[str, Any] = {
+            key: form[key] for key in ("prompt", "model", "size") if key in form
+        }
+        seconds = form.get("seconds") or form.get("duration")
+        if seconds is not None:
+            fields["duration"] = seconds
+        body = _validate(fields)
+        upload = files.get("input_reference")
+        if upload is None:
+            return body, None
+        data = upload.read()
+        return body, (_check_image(data, limit), upload.filename or "reference", data)
+    raw = await request.get_json()
+    if not isinstance(raw, dict):
+        raise ApiError(400, "VALIDATION_ERROR", "body: must be a JSON object")
+    if "duration" not in raw and "seconds" in raw:
+        raw["duration"] = raw["seconds"]
+    body = _validate(raw)
+    reference = raw.get("referenceImage")
+    if reference in (None, ""):
+        return body, None
+    if not isinstance(reference, str):
+        raise ApiError(400, "VALIDATION_ERROR", "referenceImage: must be a string")
+    data = _decode_data_url(reference, limit)
+    return body, (_check_image(data, limit), "reference", data)
+
+
+def _request_hash(body: TaskCreate, image: tuple[str, str, bytes] | None) -> str:
+    canonical = json.dumps(
+        {
+            "prompt": body.prompt,
+            "model": body.model,
+            "size": body.size,
+            "duration": body.duration,
+            "image": hashlib.sha256(image[2]).hexdigest() if image else None,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 255:
+        raise ApiError(
+            400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 characters."
+        )
+    return key
+
+
+def _activity(action: str, user_id: str, **details: object) -> Activity:
+    return Activity(
+        action, user_id, details or None, client_address(), request.headers.get("User-Agent")
+    )
+
+
+async def owned_task(video_id: str, user_id: str) -> Task:
+    """The caller's task, or 404 (another user's task is not revealed to exist)."""
+    task = await ctx().services.storage.tasks.get(video_id)
+    if task is None or task.user_id != user_id:
+        raise ApiError(404, "TASK_NOT_FOUND", f"No task {video_id}.")
+    return task
+
+
+async def create_task(
+    user_id: str,
+    body: TaskCreate,
+    image: tuple[str, str, bytes] | None,
+    *,
+    idempotency_key: str | None = None,
+    remixed_from: str | None = None,
+) -> tuple[Task, bool]:
+    """Store a task and start its actor; ``(task, created)``."""
+    services = ctx().services
+    video_id = f"video_{uuid.uuid4()}"
+    new = NewTask(
+        video_id=video_id,
+        user_id=user_id,
+        prompt=body.prompt,
+        model=body.model,
+        size=body.size,
+        duration=body.duration,
+        status="QUEUED",
+        phase=Phase.ACCEPTED.value,
+        image=(image[0], image[1], base64.b64encode(image[2]).decode()) if image else None,
+        idempotency_key=idempotency_key,
+        request_hash=_request_hash(body, image) if idempotency_key else None,
+        remixed_from_video_id=remixed_from,
+        deadline_at=wall_ms() + int(services.settings.task_deadline_seconds * 1000),
+    )
+    try:
+        task, created = await services.storage.tasks.create(
+            new, _activity("task_create", user_id, videoId=video_id)
+        )
+    except Conflict as clash:
+        raise ApiError(
+            422,
+            "IDEMPOTENCY_KEY_REUSED",
+            "This Idempotency-Key was already used with a different request.",
+        ) from clash
+    services.runtime.supervisor.start(task)
+    return task, created
+
+
+@blueprint.post("/tasks")
+async def create() -> Response:
+    caller = principal()
+    key = _idempotency_key()
+    body, image = await _read_create_request()
+    task, created = await create_task(caller.user_id, body, image, idempotency_key=key)
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return ok(task_wire(task), status=201, headers=headers)
+
+
+@blueprint.get("/tasks/<video_id>")
+async def get_task(video_id: str) -> Response:
+    caller = principal()
+    return ok(task_wire(await owned_task(video_id, caller.user_id)))
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError(
+            400,
+            "VALIDATION_ERROR",
+            f"{name}: must be an integer from {low} to {high}",
+            details=[{"field": name, "message": f"must be an integer from {low} to {high}"}],
+        )
+    return value
+
+
+def _encode_cursor(task: Task) -> str:
+    return base64.urlsafe_b64encode(f"{task.created_at}:{task.video_id}".encode()).decode()
+
+
+def _decode_cursor(raw: str) -> tuple[int, str]:
+    try:
+        created, video_id = base64.urlsafe_b64decode(raw.encode()).decode().split(":", 1)
+        return int(created), video_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "INVALID_CURSOR", "cursor: not a cursor this API issued") from None
+
+
+@blueprint.get("/tasks")
+async def list_tasks() -> Response:
+    caller = principal()
+    page = _int_arg("page", 1, 1, 1_000_000)
+    page_size = _int_arg("pageSize", 20, 1, MAX_PAGE_SIZE)
+    status = request.args.get("status") or None
+    if status is not None:
+        status = status.upper()
+        if status not in STATUSES:
+            raise ApiError(400, "VALIDATION_ERROR", f"status: must be one of {', '.join(STATUSES)}")
+    order = (request.args.get("order") or "desc").lower()
+    if order not in ("asc", "desc"):
+        raise ApiError(400, "VALIDATION_ERROR", "order: must be asc or desc")
+    raw_cursor = request.args.get("cursor")
+    cursor = _decode_cursor(raw_cursor) if raw_cursor else None
+    result = await ctx().services.storage.tasks.page(
+        caller.user_id,
+        status=status,
+        descending=order == "desc",
+        page=page,
+        page_size=page_size,
+        cursor=cursor,
+    )
+    next_cursor = _encode_cursor(result.tasks[-1]) if len(result.tasks) == page_size else None
+    return ok(
+        {
+            "tasks": [task_wire(task) for task in result.tasks],
+            "total": result.total,
+            "page": page,
+            "pageSize": page_size,
+            "nextCursor": next_cursor,
+        }
+    )
+
+
+@blueprint.post("/tasks/<video_id>/cancel")
+async def cancel(video_id: str) -> Response:
+    caller = principal()
+    await owned_task(video_id, caller.user_id)
+    outcome = await ctx().services.runtime.supervisor.cancel(
+        video_id, _activity("task_cancel", caller.user_id, videoId=video_id)
+    )
+    if outcome is None:
+        raise ApiError(404, "TASK_NOT_FOUND", f"No task {video_id}.")
+    if not outcome.cancelled:
+        raise ApiError(
+            409,
+            "TASK_ALREADY_FINISHED",
+            f"The task already ended ({outcome.task.status}); it cannot be cancelled.",
+            details={"status": outcome.task.status},
+        )
+    return ok(task_wire(outcome.task), message="Task cancelled.")
+
+
+@blueprint.get("/stats")
+async def stats() -> Response:
+    caller = principal()
+    counts = await ctx().services.storage.tasks.stats(caller.user_id)
+    return ok({"total": sum(counts.values()), **{k.lower(): v for k, v in counts.items()}})

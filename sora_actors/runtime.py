@@ -1,0 +1,93 @@
+"""The actor runtime of one process: upstream provider, event hub and supervisor."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from .hub import Hub
+from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
+from .settings import Settings
+from .storage import Storage
+from .supervisor import RestartIntensity, Supervisor
+from .task import ActorConfig
+from .upstream import OpenAICompatProvider, Provider, SimulatorConfig, UpstreamConfig
+from .upstream.simulator import serve_simulator
+
+log = logging.getLogger("sora_actors")
+
+SIMULATOR_KEY = "sk-in-process-simulator"
+
+
+@dataclass
+class Runtime:
+    provider: Provider
+    hub: Hub
+    supervisor: Supervisor
+    upstream_url: str
+    resumed: int
+
+
+def actor_config(settings: Settings) -> ActorConfig:
+    policy: PollingPolicy = SteppedSchedule()
+    if settings.polling_speedup != 1.0:
+        policy = ScaledSchedule(policy, settings.polling_speedup)
+    return ActorConfig(
+        policy=policy,
+        task_deadline_s=settings.task_deadline_seconds,
+        submit_settle_s=settings.submit_settle_seconds,
+    )
+
+
+def upstream_config(settings: Settings, base_url: str, api_key: str) -> UpstreamConfig:
+    return UpstreamConfig(
+        base_url=base_url,
+        api_key=api_key,
+        auth_style=settings.upstream_auth_style,
+        read_timeout_s=settings.upstream_timeout_seconds,
+        max_requests_per_second=settings.upstream_max_requests_per_second,
+        max_concurrent_jobs=settings.upstream_max_concurrent_jobs,
+    )
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Runtime]:
+    """Start the upstream (a simulator if none is configured), hub and supervisor.
+
+    Leaving the block cancels every actor; they stop at their next checkpoint, and a unit
+    of work already under way completes first (storage shields it).
+    """
+    async with trio.open_nursery() as nursery:
+        if settings.upstream_url:
+            base_url, api_key = settings.upstream_url, settings.upstream_api_key
+            log.info("upstream: %s", base_url)
+        else:
+            simulator = SimulatorConfig(time_scale=settings.simulator_time_scale)
+            base_url = await nursery.start(partial(serve_simulator, simulator))
+            api_key = SIMULATOR_KEY
+            log.info(
+                "no SORA_UPSTREAM_URL set: using an in-process upstream simulator at %s "
+                "(time scale %g)",
+                base_url,
+                settings.simulator_time_scale,
+            )
+        async with OpenAICompatProvider(upstream_config(settings, base_url, api_key)) as provider:
+            hub = Hub()
+            supervisor = Supervisor(
+                storage=storage,
+                provider=provider,
+                hub=hub,
+                actor_config=actor_config(settings),
+                intensity=RestartIntensity(
+                    max_restarts=settings.actor_max_restarts,
+                    period_s=settings.actor_restart_period_seconds,
+                ),
+            )
+            resumed: int = await nursery.start(supervisor.run)
+            yield Runtime(provider, hub, supervisor, base_url, resumed)
+            nursery.cancel_scope.cancel()

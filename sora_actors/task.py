@@ -1,0 +1,393 @@
+"""The task actor: one Trio task per unfinished video task.
+
+It owns the task's state machine (`lifecycle`), its polling loop and a mailbox. Every step
+persists first (one unit of work, ``seq`` + 1) and announces second, so a client never
+hears of something a crash could take back.
+
+Submission safety. The upstream has no idempotency key: a create retried after a timeout
+can start (and bill) a second job. So the actor stores its intent (phase SUBMITTING,
+``submit_started_at``) before calling create and the upstream id right after. A task found
+in SUBMITTING without an id (a crash, a cancellation or an ambiguous create in between) is
+never submitted blindly again. The actor lists the upstream's recent jobs and adopts the
+one with the same prompt, model, size and length that no other task holds. If there is
+none, it waits until the intent is older than ``submit_settle_s`` (a create still in
+flight at the upstream must have landed by then) and looks again; only then, the upstream
+having provably never seen the job, does it go back to ACCEPTED and submit again. A
+provider that cannot list fails the task with SUBMISSION_UNCERTAIN (retryable) instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .clock import wall_ms
+from .hub import Hub, TaskEvent
+from .lifecycle import RETRYABLE, ErrorCode, Phase, transition
+from .polling import PollingPolicy, SteppedSchedule
+from .storage import Activity, Storage, Task
+from .upstream import (
+    ErrorKind,
+    ImageInput,
+    Provider,
+    SubmitRequest,
+    UpstreamError,
+    UpstreamJob,
+    UpstreamStatus,
+    map_model,
+    map_seconds,
+)
+
+log = logging.getLogger("sora_actors.task")
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    policy: PollingPolicy = field(default_factory=SteppedSchedule)
+    # A task still unfinished this long after it was accepted fails with DEADLINE_EXCEEDED.
+    task_deadline_s: float = 3600.0
+    # How long after a create was sent a job missing from the upstream's list proves that
+    # the create never arrived.
+    submit_settle_s: float = 60.0
+    # Pause before submitting again after a definite "not created" (429, 5xx with a body).
+    resubmit_delay_s: float = 5.0
+    # How many upstream list pages a lost submission is looked for in.
+    lookup_pages: int = 3
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """The task after a cancel request; ``cancelled`` is False when it had already ended."""
+
+    task: Task
+    cancelled: bool
+
+
+@dataclass
+class Cancel:
+    """Mailbox command: cancel the task. The reply goes back on ``reply``."""
+
+    reason: Activity
+    reply: trio.MemorySendChannel[CancelOutcome]
+
+
+Command = Cancel
+
+
+def _remaining_to_trio(deadline_wall_ms: int | None, fallback_s: float) -> float:
+    """A stored wall-clock deadline as a Trio-clock deadline (virtual time in tests)."""
+    if deadline_wall_ms is None:
+        return trio.current_time() + fallback_s
+    return trio.current_time() + max(0.0, (deadline_wall_ms - wall_ms()) / 1000)
+
+
+class TaskActor:
+    """Walks one task through the state table until it is terminal."""
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        storage: Storage,
+        provider: Provider,
+        hub: Hub,
+        config: ActorConfig,
+        mailbox: trio.MemoryReceiveChannel[Command],
+    ) -> None:
+        self.task = task
+        self._storage = storage
+        self._provider = provider
+        self._hub = hub
+        self._config = config
+        self._mailbox = mailbox
+        self._deadline = _remaining_to_trio(task.deadline_at, config.task_deadline_s)
+        self._settle_at = self._settle_deadline()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> Task:
+        """Drive the task to a terminal state; return it."""
+        steps = {
+            Phase.ACCEPTED: self._submit,
+            Phase.SUBMITTING: self._find_lost_submission,
+            Phase.POLLING: self._poll,
+            Phase.FETCHING: self._fetch,
+        }
+        while not self.task.terminal:
+            await self._drain_mailbox()
+            if self.task.terminal:
+                break
+            if trio.current_time() >= self._deadline:
+                await self._fail(ErrorCode.DEADLINE_EXCEEDED, "the task did not finish in time")
+                break
+            await steps[Phase(self.task.phase)]()
+        return self.task
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep (never past the task deadline) while answering commands."""
+        until = min(trio.current_time() + max(0.0, seconds), self._deadline)
+        with trio.move_on_at(until):
+            while not self.task.terminal:
+                command = await self._mailbox.receive()
+                await self._handle(command)
+
+    async def _drain_mailbox(self) -> None:
+        while not self.task.terminal:
+            try:
+                command = self._mailbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            await self._handle(command)
+
+    async def _handle(self, command: Command) -> None:
+        # The reply channel is closed however this ends: should the commit raise, the
+        # caller sees EndOfChannel and settles the cancel through the database instead.
+        with command.reply:
+            if self.task.terminal:
+                command.reply.send_nowait(CancelOutcome(self.task, cancelled=False))
+                return
+            await self._commit(
+                Phase.CANCELLED,
+                "cancelled",
+                activity=command.reason,
+                completed_at=wall_ms(),
+            )
+            command.reply.send_nowait(CancelOutcome(self.task, cancelled=True))
+
+    # -- persistence ------------------------------------------------------------------
+
+    async def _commit(
+        self,
+        target: Phase,
+        message: str | None,
+        *,
+        activity: Activity | None = None,
+        **changes: Any,
+    ) -> None:
+        """Persist a transition (seq + 1), then announce it."""
+        self.task = await self._storage.tasks.change(
+            self.task, activity, **transition(self.task.phase, target, **changes)
+        )
+        self._hub.publish(TaskEvent(self.task, message))
+
+    async def _fail(self, code: ErrorCode, message: str) -> None:
+        log.info("task %s failed: %s %s", self.task.video_id, code, message)
+        await self._commit(
+            Phase.FAILED,
+            message,
+            activity=Activity(
+                "task_failed",
+                self.task.user_id,
+                {"videoId": self.task.video_id, "code": code.value, "retryable": code in RETRYABLE},
+            ),
+            error_code=code.value,
+            error_message=message,
+            completed_at=wall_ms(),
+        )
+
+    # -- submitting -------------------------------------------------------------------
+
+    def _settle_deadline(self) -> float:
+        started = self.task.submit_started_at
+        if started is None:
+            return trio.current_time() + self._config.submit_settle_s
+        settle_wall = started + int(self._config.submit_settle_s * 1000)
+        return _remaining_to_trio(settle_wall, 0.0)
+
+    async def _request(self) -> SubmitRequest:
+        image = None
+        stored = await self._storage.tasks.input_image(self.task.video_id)
+        if stored is not None:
+            content_type, filename, data = stored
+            image = ImageInput(data=data, content_type=content_type, filename=filename)
+        return SubmitRequest(
+            prompt=self.task.prompt,
+            model=self.task.model,
+            size=self.task.size,
+            seconds=self.task.duration,
+            image=image,
+        )
+
+    async def _submit(self) -> None:
+        now = wall_ms()
+        await self._commit(
+            Phase.SUBMITTING,
+            "submitting to the upstream",
+            submit_started_at=now,
+            started_at=self.task.started_at or now,
+        )
+        self._settle_at = trio.current_time() + self._config.submit_settle_s
+        request = await self._request()
+        try:
+            job = await self._provider.submit(request)
+        except UpstreamError as error:
+            await self._submit_failed(error)
+            return
+        await self._adopt(job, "submitted")
+        await self._wait(self._config.policy.first_delay())
+
+    async def _submit_failed(self, error: UpstreamError) -> None:
+        kind = error.kind
+        if kind is ErrorKind.AMBIGUOUS_CREATE:
+            log.warning("task %s: create outcome unknown (%s)", self.task.video_id, error)
+            return  # stay in SUBMITTING: the next step looks the job up
+        if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT, ErrorKind.TIMEOUT):
+            # A definite "not created": safe to try again later.
+            await self._commit(
+                Phase.ACCEPTED, f"upstream busy: {error.message}", submit_started_at=None
+            )
+            await self._wait(max(self._config.resubmit_delay_s, error.retry_after_s or 0.0))
+            return
+        await self._fail(*_failure_for(error))
+
+    async def _adopt(self, job: UpstreamJob, how: str) -> None:
+        await self._commit(
+            Phase.POLLING,
+            f"{how}: upstream job {job.id}",
+            external_video_id=job.id,
+            progress=job.progress,
+            upstream_expires_at=_ms(job.expires_at),
+        )
+
+    async def _find_lost_submission(self) -> None:
+        try:
+            job = await self._lookup()
+        except UpstreamError as error:
+            if error.retryable:
+                await self._wait(max(5.0, error.retry_after_s or 0.0))
+                return
+            await self._fail(
+                ErrorCode.SUBMISSION_UNCERTAIN,
+                "could not tell whether the upstream received this task; submit it again",
+            )
+            return
+        if job is not None:
+            await self._adopt(job, "recovered")
+            return
+        if trio.current_time() < self._settle_at:
+            await self._wait(min(5.0, self._settle_at - trio.current_time()))
+            return
+        await self._commit(
+            Phase.ACCEPTED,
+            "the upstream never received the task; submitting again",
+            submit_started_at=None,
+        )
+
+    async def _lookup(self) -> UpstreamJob | None:
+        """The upstream job this task created, if the upstream lists one."""
+        task = self.task
+        model = map_model(task.model)
+        seconds = map_seconds(task.duration)
+        candidates: list[UpstreamJob] = []
+        after: str | None = None
+        for _ in range(self._config.lookup_pages):
+            page = await self._provider.list_jobs(after=after, limit=100)
+            candidates += [
+                job
+                for job in page.jobs
+                if job.prompt == task.prompt
+                and (job.model in (None, model, task.model))
+                and (job.size in (None, task.size))
+                and (job.seconds in (None, seconds, str(task.duration)))
+            ]
+            if not page.has_more or page.last_id is None:
+                break
+            after = page.last_id
+        if not candidates:
+            return None
+        taken = await self._storage.tasks.claimed_external_ids([job.id for job in candidates])
+        free = [job for job in candidates if job.id not in taken]
+        # Oldest first: tasks submitted in order adopt their jobs in order.
+        free.sort(key=lambda job: job.created_at or 0.0)
+        return free[0] if free else None
+
+    # -- polling ----------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        external_id = self.task.external_video_id
+        assert external_id is not None, "POLLING without an upstream id"
+        policy = self._config.policy
+        try:
+            job = await self._provider.get(external_id)
+        except UpstreamError as error:
+            if error.kind is ErrorKind.NOT_FOUND:
+                await self._fail(ErrorCode.UPSTREAM_JOB_LOST, "the upstream lost track of the job")
+                return
+            if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
+                await self._fail(*_failure_for(error))
+                return
+            await self._record_poll()
+            await self._wait(
+                policy.next_delay(
+                    self.task.progress, failed=True, hint=None, retry_after=error.retry_after_s
+                )
+            )
+            return
+        await self._observe(job)
+        if not self.task.terminal and self.task.phase == Phase.POLLING:
+            await self._wait(
+                policy.next_delay(
+                    self.task.progress, failed=False, hint=job.poll_after_s, retry_after=None
+                )
+            )
+
+    async def _record_poll(self) -> None:
+        """Count a poll that changed nothing visible (no seq bump, no event)."""
+        self.task = await self._storage.tasks.change(
+            self.task, None, bump=False, poll_count="+1", last_poll_at=wall_ms()
+        )
+
+    async def _observe(self, job: UpstreamJob) -> None:
+        polled: dict[str, Any] = {"poll_count": "+1", "last_poll_at": wall_ms()}
+        if job.is_done:
+            await self._commit(
+                Phase.FETCHING,
+                "finished upstream; fetching the result",
+                progress=max(job.progress, 99),
+                upstream_expires_at=_ms(job.expires_at),
+                **polled,
+            )
+        elif job.status is UpstreamStatus.COMPLETED or job.status is UpstreamStatus.FAILED:
+            code = (
+                ErrorCode.CONTENT_POLICY
+                if _is_moderation(job.error_code)
+                else ErrorCode.UPSTREAM_FAILED
+            )
+            await self._record_poll()
+            await self._fail(code, job.error_message or "the upstream job failed")
+        elif job.status is UpstreamStatus.CANCELLED:
+            await self._record_poll()
+            await self._fail(ErrorCode.UPSTREAM_FAILED, "the upstream cancelled the job")
+        elif job.progress > self.task.progress:
+            await self._commit(
+                Phase.POLLING, f"progress {job.progress}%", progress=job.progress, **polled
+            )
+        else:
+            await self._record_poll()
+
+    # -- fetching ---------------------------------------------------------------------
+
+    async def _fetch(self) -> None:
+        """Completion. (Copying the media into the content store belongs here.)"""
+        await self._commit(Phase.COMPLETED, "completed", progress=100, completed_at=wall_ms())
+
+
+def _ms(unix_seconds: float | None) -> int | None:
+    return None if unix_seconds is None else math.floor(unix_seconds * 1000)
+
+
+def _is_moderation(code: str | None) -> bool:
+    return code is not None and ("moderation" in code or "policy" in code)
+
+
+def _failure_for(error: UpstreamError) -> tuple[ErrorCode, str]:
+    kind = error.kind
+    if kind is ErrorKind.CONTENT_POLICY:
+        return ErrorCode.CONTENT_POLICY, error.message
+    if kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
+        return ErrorCode.UPSTREAM_AUTH, "the upstream refused our credentials or quota"
+    return ErrorCode.UPSTREAM_REJECTED, error.message
