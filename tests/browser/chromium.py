@@ -1,27 +1,24 @@
-"""Headless Chromium (Debian's package) driven by Playwright's sync API, for console tests.
+"""Headless Chromium (Debian's package) driven by Playwright, for the console's tests.
 
 Playwright's own browser download is not used (machines have no internet): we launch the
-system ``chromium``. The sync API binds to the thread that started it, so a whole browser
-session runs inside one worker thread (``trio.to_thread.run_sync``) while the server under
-test keeps running in the test's Trio loop.
+system ``chromium``. Each browser session runs in a child process (``tests.browser.run``):
+Playwright drives its own asyncio loop, which cannot coexist with the trio-asyncio loop
+policy of the process that runs the server under test.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any
 
 import pytest
+import trio
 
-if TYPE_CHECKING:
-    from playwright.sync_api import Page
-
-T = TypeVar("T")
-
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -32,7 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DEFAULT_TIMEOUT_MS = 20_000
+SCENARIO_TIMEOUT_SECONDS = 120
 
 
 def chromium_path() -> str | None:
@@ -62,41 +59,31 @@ def require_browser() -> str:
     return executable
 
 
-@contextmanager
-def chromium_page(executable: str, page_errors: list[str]) -> Iterator[Page]:
-    """A fresh browser and page; uncaught page errors are appended to ``page_errors``."""
-    from playwright.sync_api import sync_playwright
+async def run_in_browser(
+    scenario: str, base_url: str, screenshot: Path, **arguments: Any
+) -> dict[str, Any]:
+    """Run ``tests.browser.scenarios.<scenario>`` in a fresh Chromium; return what it returned.
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1180, "height": 900})
-            page = context.new_page()
-            page.set_default_timeout(DEFAULT_TIMEOUT_MS)
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            yield page
-        finally:
-            browser.close()
-
-
-def run_scenario(executable: str, scenario: Callable[[Page], T], screenshot: Path) -> T:
-    """Run ``scenario`` in a new page; on any failure save a screenshot and say where.
-
-    Uncaught JavaScript errors fail the scenario too: a console that throws is broken even
-    when the assertions happened to pass.
+    A failing scenario fails the test with its error and the path of a screenshot of the page.
     """
-    page_errors: list[str] = []
-    with chromium_page(executable, page_errors) as page:
-        try:
-            result = scenario(page)
-            assert not page_errors, f"uncaught errors in the page: {page_errors}"
-            return result
-        except BaseException:
-            try:
-                page.screenshot(path=str(screenshot), full_page=True)
-                print(f"\nscreenshot of the failing page: {screenshot}")
-            except Exception as error:  # the page itself may be what broke
-                print(f"\nno screenshot ({error})")
-            if page_errors:
-                print(f"uncaught errors in the page: {page_errors}")
-            raise
+    executable = require_browser()
+    command = [
+        sys.executable,
+        "-m",
+        "tests.browser.run",
+        scenario,
+        base_url,
+        str(screenshot),
+        json.dumps({"executable": executable, **arguments}),
+    ]
+    with trio.fail_after(SCENARIO_TIMEOUT_SECONDS):
+        done = await trio.run_process(
+            command, cwd=REPO, capture_stdout=True, capture_stderr=True, check=False
+        )
+    if done.returncode != 0:
+        pytest.fail(
+            f"browser scenario {scenario!r} failed (screenshot: {screenshot}):\n"
+            + done.stderr.decode(errors="replace")[-6000:]
+        )
+    result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return result

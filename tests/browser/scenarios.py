@@ -1,0 +1,158 @@
+"""What a person does with the console, as Playwright scenarios run by ``tests.browser.run``.
+
+Each scenario gets a fresh page and the server's base URL, drives the page only through
+what a user sees (forms, buttons), asserts with Playwright's waiting ``expect`` and returns
+JSON-able observations for the test to check against the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+# Records every change of a progress bar or status badge, in order, from the first paint on.
+RECORD_CHANGES = """
+window.__changes = [];
+document.addEventListener("DOMContentLoaded", () => {
+  new MutationObserver((records) => {
+    for (const record of records) {
+      const item = record.target.closest && record.target.closest(".task");
+      if (!item) continue;
+      const bar = item.querySelector(".progress");
+      window.__changes.push([item.dataset.videoId, item.dataset.status,
+                             Number(bar.getAttribute("aria-valuenow"))]);
+    }
+  }).observe(document.body, {subtree: true, attributes: true,
+                             attributeFilter: ["aria-valuenow", "data-status"]});
+});
+"""
+
+
+def log_in(page: Page, base_url: str, username: str, password: str) -> None:
+    page.goto(base_url + "/")
+    page.fill("#auth-form [name=username]", username)
+    page.fill("#auth-form [name=password]", password)
+    page.click("#auth-submit")
+    expect(page.locator("#who")).to_have_text(username)
+
+
+def bad_credentials(page: Page, base_url: str, taken: str) -> dict[str, Any]:
+    """Wrong password and a duplicate username: the envelope's message, no session."""
+    page.goto(base_url + "/")
+    page.fill("#auth-form [name=username]", taken)
+    page.fill("#auth-form [name=password]", "not-the-password")
+    page.click("#auth-submit")
+    expect(page.locator("#auth-error")).to_have_text("Invalid username or password.")
+    expect(page.locator("#app-view")).to_be_hidden()
+
+    page.get_by_role("tab", name="Register").click()
+    page.fill("#auth-form [name=username]", taken.upper())
+    page.fill("#auth-form [name=password]", "password-2")
+    page.click("#auth-submit")
+    expect(page.locator("#auth-error")).not_to_be_empty()
+    expect(page.locator("#app-view")).to_be_hidden()
+    return {"duplicate": page.locator("#auth-error").inner_text()}
+
+
+def journey(page: Page, base_url: str) -> dict[str, Any]:
+    """Register, submit, watch the bar move, survive a dropped socket, play the video,
+    see a failure's message, cancel one, remix the finished one."""
+    page.add_init_script(RECORD_CHANGES)
+    page.goto(base_url + "/")
+    page.get_by_role("tab", name="Register").click()
+    page.fill("#auth-form [name=username]", "alice")
+    page.fill("#auth-form [name=email]", "alice@example.com")
+    page.fill("#auth-form [name=password]", "correct horse")
+    page.click("#auth-submit")
+    expect(page.locator("#who")).to_have_text("alice")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    expect(page.locator("#empty")).to_be_visible()
+
+    # Submit; the task appears at once and moves live.
+    page.fill("#create-form [name=prompt]", "A paper boat drifting down a rainy street")
+    page.click("#create-submit")
+    first = page.locator(".task").first
+    expect(first.locator(".prompt")).to_have_text("A paper boat drifting down a rainy street")
+    video_id = first.get_attribute("data-video-id")
+    assert video_id and video_id.startswith("video_"), video_id
+    page.wait_for_function(
+        "id => window.__changes.some(([v, s, p]) => v === id && s === 'PROCESSING' && p > 0)",
+        arg=video_id,
+    )
+
+    # Drop the live connection mid-flight: the page reconnects, re-authenticates and
+    # resubscribes by itself (and the server sends snapshots).
+    page.evaluate("state.socket.close()")
+    expect(page.locator("#live")).to_have_attribute("data-state", "connecting")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    expect(first).to_have_attribute("data-status", "COMPLETED", timeout=30_000)
+    expect(first.locator(".progress")).to_have_attribute("aria-valuenow", "100")
+
+    # Play it in the page: the signed URL needs no Authorization header.
+    first.locator("[data-action=play]").click()
+    page.wait_for_function(
+        "id => { const v = document.querySelector(`.task[data-video-id='${id}'] video`);"
+        " return v && v.readyState >= 2 && v.videoWidth > 0; }",
+        arg=video_id,
+    )
+    playing = first.locator("video").evaluate(
+        "v => ({src: v.currentSrc, duration: v.duration, width: v.videoWidth})"
+    )
+
+    # A failing prompt shows the failure's message.
+    page.fill("#create-form [name=prompt]", "A storm over the sea #sim-fail")
+    page.click("#create-submit")
+    failed = page.locator(".task", has_text="#sim-fail")
+    expect(failed).to_have_attribute("data-status", "FAILED", timeout=30_000)
+    expect(failed.locator(".task-error")).not_to_be_empty()
+    expect(failed.locator("[data-action=cancel]")).to_be_hidden()
+
+    # Cancel one right after submitting it.
+    page.fill("#create-form [name=prompt]", "A slow sunrise over the mountains")
+    page.click("#create-submit")
+    doomed = page.locator(".task", has_text="A slow sunrise")
+    doomed.locator("[data-action=cancel]").click()
+    expect(doomed).to_have_attribute("data-status", "CANCELLED")
+    expect(doomed.locator(".badge")).to_have_text("CANCELLED")
+
+    # Remix the finished one: a new task appears, marked as a remix.
+    first.locator("[data-action=remix]").click()
+    first.locator(".remix-form [name=prompt]").fill("Make it night time")
+    first.locator(".remix-form button[type=submit]").click()
+    remix = page.locator(".task", has_text="Make it night time")
+    expect(remix.locator(".meta")).to_contain_text("remix")
+    expect(page.locator("#stats")).to_contain_text("4 total")
+    return {
+        "video_id": video_id,
+        "playing": playing,
+        "changes": page.evaluate("window.__changes"),
+        "failure_text": failed.locator(".task-error").inner_text(),
+    }
+
+
+def reference_image(page: Page, base_url: str, image: str, username: str) -> dict[str, Any]:
+    """Attach a reference image in the form; report what the page sent and got back."""
+    log_in(page, base_url, username, "password-1")
+    page.set_input_files("#create-form [name=input_reference]", image)
+    expect(page.locator("#reference-preview")).to_be_visible()
+    page.fill("#create-form [name=prompt]", "Animate this picture")
+
+    def is_create(url: str, method: str) -> bool:
+        return url.endswith("/api/video/tasks") and method == "POST"
+
+    with (
+        page.expect_request(lambda request: is_create(request.url, request.method)) as sent,
+        page.expect_response(
+            lambda response: is_create(response.url, response.request.method)
+        ) as answered,
+    ):
+        page.click("#create-submit")
+    expect(page.locator(".task", has_text="Animate this picture")).to_be_visible()
+    expect(page.locator("#reference")).to_be_hidden()
+    body = sent.value.post_data_buffer or b""
+    return {
+        "content_type": sent.value.headers["content-type"],
+        "body_latin1": body.decode("latin-1"),
+        "status": answered.value.status,
+    }
