@@ -12,6 +12,7 @@ import trio
 from . import __version__
 from .settings import Settings, SettingsError, load
 from .storage import StorageError, open_storage
+from .upstream.simulator import add_simulator_arguments
 
 
 def _configure_logging(settings: Settings | None) -> None:
@@ -42,6 +43,13 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _simulator(args: argparse.Namespace, settings: Settings) -> int:
+    from .upstream.simulator.__main__ import run_from_args
+
+    run_from_args(args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sora-actors", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sora-actors {__version__}")
@@ -54,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(handler=_migrate)
+
+    simulator = commands.add_parser(
+        "simulator", help="run the OpenAI-Videos-compatible upstream simulator"
+    )
+    add_simulator_arguments(simulator)
+    simulator.set_defaults(handler=_simulator)
     return parser
 
 

@@ -14,7 +14,11 @@ from . import add_simulator_arguments, serve_simulator, simulator_config_from_ar
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sora-actors simulator", description=__doc__)
     add_simulator_arguments(parser)
-    ns = parser.parse_args(argv)
+    run_from_args(parser.parse_args(argv))
+
+
+def run_from_args(ns: argparse.Namespace) -> None:
+    """Serve until interrupted; the first line on stdout says where (scripts parse it)."""
     config = simulator_config_from_args(ns)
 
     async def run() -> None:

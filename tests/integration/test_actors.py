@@ -1,0 +1,386 @@
+"""Task actors and the supervisor, in virtual time, on the in-memory upstream.
+
+`autojump_clock` is pytest-trio's `MockClock(autojump_threshold=0)`: sleeps take no real
+time, so the polling schedule is asserted to the exact second. Storage is real SQLite (its
+I/O arms no Trio timers, so the virtual clock only moves when the actor sleeps).
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import trio
+
+from sora_actors.hub import Hub, TaskEvent
+from sora_actors.lifecycle import Phase
+from sora_actors.storage import Activity, NewTask, Storage, Task, open_storage
+from sora_actors.supervisor import RestartIntensity, Supervisor
+from sora_actors.task import ActorConfig
+from sora_actors.upstream import (
+    DurationDistribution,
+    ErrorKind,
+    MemoryProvider,
+    SimulatorConfig,
+    SubmitRequest,
+    UpstreamError,
+    UpstreamJob,
+)
+
+# Deterministic jobs: 10 s in the queue, then 100 s of (uneven) progress.
+FIXED = DurationDistribution(
+    queue_min_s=10, queue_max_s=10, run_median_s=100, run_sigma=0, run_min_s=100, run_max_s=100
+)
+
+
+@dataclass
+class Recorder:
+    """A Provider wrapper that notes when each call happened and can crash on demand."""
+
+    inner: MemoryProvider
+    calls: list[tuple[str, float]] = field(default_factory=list)
+    polls: list[tuple[float, int]] = field(default_factory=list)  # (time, progress seen)
+    crash: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    changed: trio.Event = field(default_factory=trio.Event)
+
+    def note(self, name: str) -> None:
+        self.calls.append((name, trio.current_time()))
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def _maybe_crash(self, name: str) -> None:
+        check = self.crash.get(name)
+        if check is not None and check():
+            raise RuntimeError(f"injected crash in {name}")
+
+    async def submit(self, request: SubmitRequest) -> UpstreamJob:
+        self.note("submit")
+        self._maybe_crash("submit-before")
+        job = await self.inner.submit(request)
+        self._maybe_crash("submit-after")  # created upstream, answer lost
+        return job
+
+    async def get(self, job_id: str) -> UpstreamJob:
+        now = trio.current_time()
+        self.note("get")
+        self._maybe_crash("get")
+        job = await self.inner.get(job_id)
+        self.polls.append((now, job.progress))
+        return job
+
+    async def list_jobs(self, after: str | None = None, limit: int = 100) -> Any:
+        self.note("list")
+        return await self.inner.list_jobs(after, limit)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@dataclass
+class Harness:
+    storage: Storage
+    provider: Recorder
+    hub: Hub
+    supervisor: Supervisor
+    events: list[tuple[float, TaskEvent]]
+    user_id: str
+
+    async def create(self, prompt: str = "a lighthouse in a storm", duration: int = 4) -> Task:
+        video_id = f"video_{uuid.uuid4()}"
+        task, _ = await self.storage.tasks.create(
+            NewTask(
+                video_id=video_id,
+                user_id=self.user_id,
+                prompt=prompt,
+                model="sora-2",
+                size="720x1280",
+                duration=duration,
+                status="QUEUED",
+                phase=Phase.ACCEPTED.value,
+            ),
+            Activity("task_create", self.user_id),
+        )
+        self.supervisor.start(task)
+        return task
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait, with no timer of our own (a timer would let the virtual clock jump while
+        the actor waits for the database), until an event or upstream call makes it true."""
+        while not condition():
+            await self.provider.changed.wait()
+
+    async def until_terminal(self, video_id: str) -> Task:
+        def ended() -> bool:
+            return any(e.task.video_id == video_id and e.task.terminal for _, e in self.events)
+
+        await self.wait_until(ended)
+        task = await self.storage.tasks.get(video_id)
+        assert task is not None and task.terminal
+        return task
+
+    def seqs(self, video_id: str) -> list[int]:
+        return [e.task.seq for _, e in self.events if e.task.video_id == video_id]
+
+
+@asynccontextmanager
+async def running(
+    url: str,
+    *,
+    config: ActorConfig | None = None,
+    intensity: RestartIntensity | None = None,
+    simulator: SimulatorConfig | None = None,
+    provider: MemoryProvider | None = None,
+) -> AsyncIterator[Harness]:
+    async with open_storage(url) as storage:
+        user = await storage.accounts.create_user("actor-test", None, "x", Activity("register"))
+        inner = provider or MemoryProvider(simulator or SimulatorConfig(durations=FIXED, seed=7))
+        recorder = Recorder(inner)
+        hub = Hub()
+        events: list[tuple[float, TaskEvent]] = []
+
+        def listen(event: TaskEvent) -> None:
+            events.append((trio.current_time(), event))
+            recorder.note("event")
+
+        hub.add_listener(listen)
+        supervisor = Supervisor(
+            storage=storage,
+            provider=recorder,  # type: ignore[arg-type]
+            hub=hub,
+            actor_config=config or ActorConfig(),
+            intensity=intensity,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            yield Harness(storage, recorder, hub, supervisor, events, user.id)
+            nursery.cancel_scope.cancel()
+
+
+def expected_gap(progress: int) -> int:
+    """The old backend's schedule, written out independently of sora_actors.polling."""
+    if progress < 30:
+        return 5
+    if progress < 70:
+        return 10
+    return 15
+
+
+async def test_poll_schedule_is_exact(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running(sqlite_url) as h:
+        t0 = trio.current_time()
+        task = await h.create()
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED" and done.progress == 100
+
+        submit_at = next(t for name, t in h.provider.calls if name == "submit")
+        times = [t for t, _ in h.provider.polls]
+        assert submit_at == t0
+        assert times[0] == submit_at  # the first poll comes at once
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        wanted = [expected_gap(progress) for _, progress in h.provider.polls[:-1]]
+        assert gaps == wanted
+        assert {5, 10, 15} <= set(gaps)  # the job crossed all three bands
+        assert done.poll_count == len(times)
+        # Every announced change has the next seq number; progress never went down.
+        seqs = h.seqs(task.video_id)
+        assert seqs == list(range(2, 2 + len(seqs)))
+        progress = [e.task.progress for _, e in h.events]
+        assert progress == sorted(progress)
+
+
+async def test_retry_after_and_failed_polls(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running(sqlite_url) as h:
+        h.provider.inner.inject_error(
+            "get", UpstreamError(ErrorKind.RATE_LIMITED, "slow down", status=429, retry_after_s=12)
+        )
+        task = await h.create()
+        await h.wait_until(lambda: len(h.provider.polls) >= 1)
+        gets = [t for name, t in h.provider.calls if name == "get"]
+        assert gets[1] - gets[0] == 12  # Retry-After beats the 5 s schedule
+        h.provider.inner.inject_error("get", UpstreamError(ErrorKind.TRANSIENT, "502", status=502))
+        before = len(gets)
+        await h.wait_until(lambda: sum(n == "get" for n, _ in h.provider.calls) >= before + 2)
+        gets = [t for name, t in h.provider.calls if name == "get"]
+        assert gets[before + 1] - gets[before] == 5  # 5 s after a failed poll
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED"
+
+
+async def test_deadline_fails_the_task(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running(sqlite_url, config=ActorConfig(task_deadline_s=30)) as h:
+        t0 = trio.current_time()
+        task = await h.create()
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "FAILED"
+        assert done.error_code == "DEADLINE_EXCEEDED"
+        end = next(t for t, e in h.events if e.task.status == "FAILED")
+        assert end - t0 == 30
+
+
+async def test_restart_intensity_gives_up(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    intensity = RestartIntensity(max_restarts=3, period_s=60, backoff_base_s=0.5)
+    async with running(sqlite_url, intensity=intensity) as h:
+        h.provider.crash["get"] = lambda: True  # every poll crashes the actor
+        task = await h.create()
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "FAILED" and done.error_code == "ACTOR_CRASH_LOOP"
+        gets = [t for name, t in h.provider.calls if name == "get"]
+        # crash, 0.5 s backoff, crash, 1 s, crash, 2 s, crash -> 4 crashes > 3: given up
+        assert [g - gets[0] for g in gets] == [0, 0.5, 1.5, 3.5]
+        assert h.supervisor.crashes == 4
+        assert h.supervisor.running == 0
+        # Another task on the same supervisor is unaffected once the fault is gone.
+        h.provider.crash.clear()
+        other = await h.create(prompt="unaffected")
+        assert (await h.until_terminal(other.video_id)).status == "COMPLETED"
+
+
+def _once() -> Callable[[], bool]:
+    fired = [False]
+
+    def check() -> bool:
+        if fired[0]:
+            return False
+        fired[0] = True
+        return True
+
+    return check
+
+
+@pytest.mark.parametrize("where", ["submit-before", "submit-after", "get"])
+async def test_a_crash_in_an_upstream_call_is_survived(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock, where: str
+) -> None:
+    config = ActorConfig(submit_settle_s=20)
+    async with running(sqlite_url, config=config) as h:
+        h.provider.crash[where] = _once()
+        task = await h.create(prompt=f"crash at {where}")
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED", done
+        assert h.provider.inner.creates == 1  # never a second upstream job
+        assert h.supervisor.crashes == 1
+        if where == "submit-after":
+            # The restarted actor found the job through the upstream's list and adopted it.
+            assert any(name == "list" for name, _ in h.provider.calls)
+            assert [name for name, _ in h.provider.calls].count("submit") == 1
+
+
+@pytest.mark.parametrize(
+    "phase", [Phase.SUBMITTING, Phase.POLLING, Phase.FETCHING, Phase.COMPLETED]
+)
+async def test_a_crash_before_each_transition_is_survived(
+    sqlite_url: str,
+    autojump_clock: trio.testing.MockClock,
+    monkeypatch: pytest.MonkeyPatch,
+    phase: Phase,
+) -> None:
+    async with running(sqlite_url, config=ActorConfig(submit_settle_s=20)) as h:
+        real_change = h.storage.tasks.change
+        fired = _once()
+
+        async def change(task: Task, activity: Activity | None = None, **kw: Any) -> Task:
+            if kw.get("phase") == phase.value and fired():
+                raise RuntimeError(f"injected crash before {phase}")
+            return await real_change(task, activity, **kw)
+
+        monkeypatch.setattr(h.storage.tasks, "change", change)
+        task = await h.create(prompt=f"crash before {phase}")
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED"
+        assert h.supervisor.crashes == 1
+        assert h.provider.inner.creates == 1
+        seqs = h.seqs(task.video_id)
+        assert seqs == sorted(set(seqs))  # announced in order, none twice
+
+
+async def test_lost_submission_is_resubmitted_only_after_settling(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Crash before the create reached the upstream: wait out the settle time, then resubmit."""
+    async with running(sqlite_url, config=ActorConfig(submit_settle_s=20)) as h:
+        real_submit = h.provider.inner.submit
+        fired = _once()
+
+        async def lose_first(request: SubmitRequest) -> UpstreamJob:
+            if fired():
+                raise RuntimeError("crashed before the request left")
+            return await real_submit(request)
+
+        h.provider.inner.submit = lose_first  # type: ignore[method-assign]
+        t0 = trio.current_time()
+        task = await h.create(prompt="lost in transit")
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED"
+        submits = [t for name, t in h.provider.calls if name == "submit"]
+        assert len(submits) == 2
+        assert submits[1] - t0 >= 20  # not before the settle time
+        assert h.provider.inner.creates == 1
+
+
+async def test_ambiguous_create_is_looked_up_not_retried(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running(sqlite_url) as h:
+        h.provider.inner.inject_error(
+            "submit", UpstreamError(ErrorKind.AMBIGUOUS_CREATE, "timed out"), after=True
+        )
+        task = await h.create(prompt="ambiguous")
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED"
+        assert h.provider.inner.creates == 1
+        assert [name for name, _ in h.provider.calls].count("submit") == 1
+
+
+async def test_upstream_failure_and_rejection(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running(sqlite_url) as h:
+        failing = await h.create(prompt="this will fail #sim-fail")
+        rejected = await h.create(prompt="refused outright #sim-reject")
+        failed = await h.until_terminal(failing.video_id)
+        assert failed.status == "FAILED" and failed.error_code == "CONTENT_POLICY"
+        refused = await h.until_terminal(rejected.video_id)
+        assert refused.status == "FAILED" and refused.error_code == "CONTENT_POLICY"
+        assert refused.external_video_id is None
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.001, 4.999, 5.0, 5.001])
+async def test_cancel_racing_completion_ends_in_one_state(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock, offset: float
+) -> None:
+    async with running(sqlite_url) as h:
+        task = await h.create(prompt="race")
+        await h.wait_until(
+            lambda: any(
+                e.task.external_video_id for _, e in h.events if e.task.video_id == task.video_id
+            )
+        )
+        current = await h.storage.tasks.get(task.video_id)
+        assert current is not None and current.external_video_id is not None
+        h.provider.inner.force_complete(current.external_video_id)
+        await trio.sleep(offset)
+        outcome = await h.supervisor.cancel(task.video_id, Activity("task_cancel", h.user_id))
+        assert outcome is not None
+        final = await h.until_terminal(task.video_id)
+        terminal_events = [
+            e.task.status
+            for _, e in h.events
+            if e.task.video_id == task.video_id and e.task.terminal
+        ]
+        assert len(terminal_events) == 1  # exactly one terminal announcement
+        assert terminal_events[0] == final.status
+        assert outcome.task.status == final.status
+        assert outcome.cancelled == (final.status == "CANCELLED")
