@@ -25,7 +25,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from .settings import Settings
 
@@ -215,10 +221,20 @@ def _envelope_data(what: str, response: httpx2.Response) -> Any:
         body = None
     if response.is_success and isinstance(body, dict) and body.get("success") is True:
         return body.get("data")
-    message = body.get("message") if isinstance(body, dict) else None
-    if not isinstance(message, str) or not message:
-        message = f"the server answered HTTP {response.status_code} without an explanation"
+    message = _envelope_message(response.content) or (
+        f"the server answered HTTP {response.status_code} without an explanation"
+    )
     raise ClientError(f"{what}: {message}")
+
+
+def _envelope_message(raw: bytes | None) -> str | None:
+    """The ``message`` of an error envelope, if ``raw`` is one."""
+    try:
+        body = json.loads(raw or b"")
+    except ValueError:
+        return None
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) and message else None
 
 
 def _open_api(base_url: str) -> httpx2.AsyncClient:
@@ -356,6 +372,12 @@ async def watch(base_url: str, token: str, video_id: str, progress: Progress) ->
                 ) as ws:
                     await _follow(ws, token, task, progress)
                     return task
+            except ConnectionRejected as refused:
+                # An answer, not a network failure: retrying will not change it.
+                reason = _envelope_message(refused.body) or "no explanation"
+                raise ClientError(
+                    f"the live connection {url} was refused (HTTP {refused.status_code}): {reason}"
+                ) from None
             except (HandshakeError, ConnectionClosed, OSError) as error:
                 failures += 1
                 if failures > WS_RECONNECTS:
