@@ -429,6 +429,8 @@ def _apply(task: dict[str, Any], kind: str | None, payload: dict[str, Any]) -> N
         result = payload.get("result") or {}
         task.update(progress=100, videoUrl=result.get("videoUrl") or task.get("videoUrl"))
         task["status"] = "COMPLETED"
+    elif kind == "taskCancelled":
+        task["status"] = "CANCELLED"
     elif kind == "taskFailed":
         error = payload.get("error") or {}
         task.update(errorCode=error.get("code"), errorMessage=error.get("message"))

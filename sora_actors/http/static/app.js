@@ -443,10 +443,14 @@ function onMessage(socket, message) {
     case "authFailed":
       logout(`Your session has ended: ${payload.error || "authentication failed"}`);
       break;
+    case "subscribeTasksSuccess":
     case "subscribeSuccess":
       if (state.reconnects > 0) clearNotice();
       state.reconnects = 0;
       setLive("live");
+      // Catch up on whatever changed while we were not subscribed (first load or a
+      // reconnect); merging by seq keeps this from undoing newer events.
+      loadTasks();
       break;
     case "taskStatus":
       applyTask({ ...payload, status: normalStatus(payload.status) });
@@ -464,6 +468,9 @@ function onMessage(socket, message) {
         videoUrl: payload.result?.videoUrl,
         thumbnailUrl: payload.result?.thumbnailUrl,
       });
+      break;
+    case "taskCancelled":
+      applyEvent({ videoId: payload.videoId, seq: payload.seq, status: "CANCELLED" });
       break;
     case "taskFailed":
       applyEvent({
