@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from functools import partial
 
 import trio
 
+from .content import ContentKeeper, LocalContentStore
 from .hub import Hub
 from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
 from .settings import Settings
@@ -31,6 +33,7 @@ class Runtime:
     supervisor: Supervisor
     upstream_url: str
     resumed: int
+    content: ContentKeeper
 
 
 def actor_config(settings: Settings) -> ActorConfig:
@@ -78,16 +81,25 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
             )
         async with OpenAICompatProvider(upstream_config(settings, base_url, api_key)) as provider:
             hub = Hub()
+            content = ContentKeeper(
+                LocalContentStore(settings.resolved_content_dir),
+                storage=storage,
+                provider=provider,
+                hub=hub,
+                retention_s=settings.content_retention_days * 86400,
+                sweep_interval_s=settings.content_sweep_interval_seconds,
+            )
             supervisor = Supervisor(
                 storage=storage,
                 provider=provider,
                 hub=hub,
-                actor_config=actor_config(settings),
+                actor_config=dataclasses.replace(actor_config(settings), content=content),
                 intensity=RestartIntensity(
                     max_restarts=settings.actor_max_restarts,
                     period_s=settings.actor_restart_period_seconds,
                 ),
             )
             resumed: int = await nursery.start(supervisor.run)
-            yield Runtime(provider, hub, supervisor, base_url, resumed)
+            nursery.start_soon(content.sweep_forever, name="content retention sweep")
+            yield Runtime(provider, hub, supervisor, base_url, resumed, content)
             nursery.cancel_scope.cancel()

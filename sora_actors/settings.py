@@ -57,6 +57,12 @@ class Settings(BaseModel):
     submit_settle_seconds: float = Field(default=60.0, ge=0)
     actor_max_restarts: int = Field(default=5, ge=0)
     actor_restart_period_seconds: float = Field(default=60.0, gt=0)
+    content_dir: str = ""
+    content_url_secret: str = ""
+    content_url_ttl_seconds: int = Field(default=3600, gt=0)
+    content_retention_days: float = Field(default=30.0, ge=0)
+    content_sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    public_base_url: str = ""
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 
@@ -74,6 +80,13 @@ class Settings(BaseModel):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
@@ -84,6 +97,11 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'sora.db').resolve()}"
+
+    @property
+    def resolved_content_dir(self) -> Path:
+        """Where local copies of videos live: the configured folder, else ``<data_dir>/content``."""
+        return Path(self.content_dir) if self.content_dir else self.data_dir / "content"
 
     def allows_origin(self, origin: str) -> bool:
         """CORS: is this ``Origin`` header admitted?"""

@@ -26,6 +26,7 @@ from typing import Any
 import trio
 
 from .clock import wall_ms
+from .content import ContentKeeper
 from .hub import Hub, TaskEvent
 from .lifecycle import RETRYABLE, ErrorCode, Phase, transition
 from .polling import PollingPolicy, SteppedSchedule
@@ -57,6 +58,12 @@ class ActorConfig:
     resubmit_delay_s: float = 5.0
     # How many upstream list pages a lost submission is looked for in.
     lookup_pages: int = 3
+    # Where finished media is copied before COMPLETED is announced. None (embedded uses and
+    # tests of the state machine alone): the task completes without a local copy.
+    content: ContentKeeper | None = None
+    # A failed copy (5xx, timeout, 429) is retried after this, doubling up to the maximum.
+    fetch_backoff_s: float = 2.0
+    fetch_backoff_max_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ class TaskActor:
         self._mailbox = mailbox
         self._deadline = _remaining_to_trio(task.deadline_at, config.task_deadline_s)
         self._settle_at = self._settle_deadline()
+        self._fetch_failures = 0
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -221,14 +229,25 @@ class TaskActor:
             started_at=self.task.started_at or now,
         )
         self._settle_at = trio.current_time() + self._config.submit_settle_s
-        request = await self._request()
         try:
-            job = await self._provider.submit(request)
+            job = await self._send()
         except UpstreamError as error:
             await self._submit_failed(error)
             return
         await self._adopt(job, "submitted")
         await self._wait(self._config.policy.first_delay())
+
+    async def _send(self) -> UpstreamJob:
+        """The create call: a remix of the source task's upstream job, else a new job."""
+        source_id = self.task.remixed_from_video_id
+        if source_id is None:
+            return await self._provider.submit(await self._request())
+        source = await self._storage.tasks.get(source_id)
+        if source is None or source.external_video_id is None:
+            raise UpstreamError(
+                ErrorKind.INVALID_REQUEST, f"the remixed task {source_id} has no upstream job"
+            )
+        return await self._provider.remix(source.external_video_id, self.task.prompt)
 
     async def _submit_failed(self, error: UpstreamError) -> None:
         kind = error.kind
@@ -372,8 +391,57 @@ class TaskActor:
     # -- fetching ---------------------------------------------------------------------
 
     async def _fetch(self) -> None:
-        """Completion. (Copying the media into the content store belongs here.)"""
-        await self._commit(Phase.COMPLETED, "completed", progress=100, completed_at=wall_ms())
+        """Copy the media into our content store, then announce COMPLETED.
+
+        Only a finished copy completes the task, so no client is ever handed a link to a
+        file that a crash could leave half-written; a restarted actor lands here again and
+        fetches only what is not stored yet.
+        """
+        keeper = self._config.content
+        stored: dict[str, Any] = {}
+        if keeper is not None:
+            try:
+                variants = await keeper.copy(self.task)
+            except UpstreamError as error:
+                await self._fetch_failed(error)
+                return
+            stored = {
+                "content_stored_at": wall_ms(),
+                "content_expired_at": None,
+                "content_variants": " ".join(variants),
+            }
+        await self._commit(
+            Phase.COMPLETED, "completed", progress=100, completed_at=wall_ms(), **stored
+        )
+
+    async def _fetch_failed(self, error: UpstreamError) -> None:
+        if error.kind is ErrorKind.NOT_FOUND:
+            await self._fail(
+                ErrorCode.CONTENT_UNAVAILABLE,
+                "the upstream no longer has the video (expired or deleted); submit it again",
+            )
+            return
+        if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
+            await self._fail(*_failure_for(error))
+            return
+        if not error.retryable:
+            await self._fail(
+                ErrorCode.CONTENT_UNAVAILABLE, f"the upstream refused the download: {error.message}"
+            )
+            return
+        self._fetch_failures += 1
+        delay = min(
+            self._config.fetch_backoff_max_s,
+            self._config.fetch_backoff_s * 2 ** (self._fetch_failures - 1),
+        )
+        delay = max(delay, error.retry_after_s or 0.0)
+        log.warning(
+            "task %s: download failed (%s); retry in %.1f s", self.task.video_id, error, delay
+        )
+        await self._commit(
+            Phase.FETCHING, f"downloading the result failed; retrying in {delay:.0f} s"
+        )
+        await self._wait(delay)
 
 
 def _ms(unix_seconds: float | None) -> int | None:

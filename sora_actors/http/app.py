@@ -11,7 +11,7 @@ from quart_trio import QuartTrio
 from quart_trio.wrappers.request import TrioRequest
 
 from ..services import Services
-from . import accounts, cors, errors, health, tasks
+from . import accounts, content, cors, errors, health, tasks
 from .context import EXTENSION_KEY, HttpContext
 from .envelope import ApiError
 from .security import Passwords, Tokens
@@ -86,5 +86,6 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(accounts.blueprint)
     app.register_blueprint(tasks.blueprint)
+    app.register_blueprint(content.blueprint)
     large_body(tasks.create)
     return app

@@ -7,6 +7,7 @@ from typing import Any
 from ..clock import iso
 from ..lifecycle import RETRYABLE, ErrorCode
 from ..storage import Task
+from .signing import content_fields
 
 
 def task_wire(task: Task) -> dict[str, Any]:
@@ -21,8 +22,7 @@ def task_wire(task: Task) -> dict[str, Any]:
         "size": task.size,
         "duration": task.duration,
         "mediaType": task.media_type,
-        "videoUrl": None,
-        "thumbnailUrl": None,
+        **content_fields(task),  # videoUrl, thumbnailUrl: signed links to our copy
         "errorCode": task.error_code,
         "errorMessage": task.error_message,
         "retryable": _retryable(task.error_code),

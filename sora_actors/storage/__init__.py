@@ -6,7 +6,7 @@ see a connection, a transaction or a driver's exception.
 
 from .errors import Conflict, DatabaseInUse, SchemaTooNew, StorageError, StorageUnavailable
 from .migrations import latest_version
-from .records import TERMINAL_STATUSES, Activity, NewTask, Task, TaskPage, User
+from .records import TERMINAL_STATUSES, Activity, ContentRecord, NewTask, Task, TaskPage, User
 from .store import Storage, open_storage
 from .tasks import StaleTask
 
@@ -14,6 +14,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "Activity",
     "Conflict",
+    "ContentRecord",
     "DatabaseInUse",
     "NewTask",
     "SchemaTooNew",

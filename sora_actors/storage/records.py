@@ -77,6 +77,11 @@ class Task:
     updated_at: int
     started_at: int | None
     completed_at: int | None
+    # The local copy (see sora_actors/content.py): when it was complete, when the retention
+    # sweep removed it, and which variants it holds ("video thumbnail").
+    content_stored_at: int | None = None
+    content_expired_at: int | None = None
+    content_variants: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -85,6 +90,13 @@ class Task:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def stored_variants(self) -> tuple[str, ...]:
+        """The variants of the local copy that can be served now (none once expired)."""
+        if self.content_stored_at is None or self.content_expired_at is not None:
+            return ()
+        return tuple((self.content_variants or "").split())
 
 
 _TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
@@ -114,3 +126,23 @@ class NewTask:
 class TaskPage:
     tasks: list[Task]
     total: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRecord:
+    """One stored variant of a task's media: where it is and what exactly was written."""
+
+    video_id: str
+    variant: str
+    storage_key: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    stored_at: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> ContentRecord:
+        return cls(**{name: row[name] for name in _CONTENT_FIELDS})
+
+
+_CONTENT_FIELDS = tuple(f.name for f in dataclasses.fields(ContentRecord))

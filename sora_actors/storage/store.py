@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from .accounts import AccountStore
+from .content import ContentRecords
 from .database import Database, open_database
 from .tasks import TaskStore
 
@@ -22,6 +23,7 @@ class Storage:
         self.database = database
         self.accounts = AccountStore(database)
         self.tasks = TaskStore(database)
+        self.content = ContentRecords(database)
 
     @property
     def dialect(self) -> str:

@@ -91,6 +91,9 @@ video_tasks = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("started_at", sa.BigInteger),
     sa.Column("completed_at", sa.BigInteger),
+    sa.Column("content_stored_at", sa.BigInteger),
+    sa.Column("content_expired_at", sa.BigInteger),
+    sa.Column("content_variants", sa.Text),
 )
 
 task_inputs = sa.Table(
@@ -100,4 +103,16 @@ task_inputs = sa.Table(
     sa.Column("content_type", sa.Text, nullable=False),
     sa.Column("filename", sa.Text, nullable=False),
     sa.Column("data_base64", sa.Text, nullable=False),
+)
+
+task_content = sa.Table(
+    "task_content",
+    metadata,
+    sa.Column("video_id", sa.Text, primary_key=True),
+    sa.Column("variant", sa.Text, primary_key=True),
+    sa.Column("storage_key", sa.Text, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("stored_at", sa.BigInteger, nullable=False),
 )

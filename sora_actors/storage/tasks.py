@@ -79,6 +79,9 @@ async def _create(conn: Any, new: NewTask, activity: Activity) -> tuple[Task, bo
         "updated_at": now,
         "started_at": None,
         "completed_at": None,
+        "content_stored_at": None,
+        "content_expired_at": None,
+        "content_variants": None,
     }
     await conn.execute(video_tasks.insert().values(**values))
     if new.image is not None:

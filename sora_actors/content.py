@@ -1,0 +1,394 @@
+"""Our own copies of finished videos: the content store and the keeper that fills it.
+
+Why: the upstream's content URL needs our upstream API key (a browser cannot use it, and
+must never see it) and the upstream drops the media after a while. So every completed task
+has its video and thumbnail copied here before it is announced COMPLETED.
+
+`ContentStore` is the small interface a backend implements (a local directory now, an object
+store later). Writes are all-or-nothing: bytes go to a temporary name, are fsynced, and are
+renamed onto the final key, so a reader (or a restart after a crash) never sees half a file.
+
+`ContentKeeper` is the runtime's part: it streams the upstream's media into the store
+(chunk by chunk, never the whole video in memory), records size and SHA-256 in the
+database, restores a lost copy while the upstream still has it, and runs the retention sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+import trio
+
+from .clock import wall_ms
+from .hub import Hub, TaskEvent
+from .storage import ContentRecord, Storage, StorageUnavailable, Task
+from .upstream import ContentVariant, ErrorKind, Provider, UpstreamError
+
+if TYPE_CHECKING:
+    from trio._file_io import AsyncIOWrapper
+
+log = logging.getLogger("sora_actors.content")
+
+# The variants we keep, their media types and file extensions. The video is required; the
+# thumbnail is kept when the upstream has one.
+VARIANTS: tuple[ContentVariant, ...] = ("video", "thumbnail")
+CONTENT_TYPES: dict[str, str] = {"video": "video/mp4", "thumbnail": "image/webp"}
+_EXTENSIONS: dict[str, str] = {"video": "mp4", "thumbnail": "webp"}
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,200}/[A-Za-z0-9_-]{1,50}\.[a-z0-9]{1,8}$")
+_PARTIAL_SUFFIX = ".part"
+READ_CHUNK = 64 * 1024
+
+
+def content_key(video_id: str, variant: str) -> str:
+    """The store key of one variant of a task's media."""
+    key = f"{video_id}/{variant}.{_EXTENSIONS[variant]}"
+    if not _KEY.match(key):
+        raise ValueError(f"not a content key: {key!r}")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """What a finished write produced."""
+
+    size: int
+    sha256: str
+
+
+class ContentWriter(Protocol):
+    """One object being written: chunks in, then `commit` makes it visible at once."""
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def commit(self) -> StoredObject: ...
+
+
+class ContentStore(Protocol):
+    """Where copies live. Keys look like ``video_<uuid>/video.mp4``."""
+
+    def writer(self, key: str) -> AbstractAsyncContextManager[ContentWriter]:
+        """Write an object; unless `commit` is called, nothing becomes visible."""
+        ...
+
+    async def size(self, key: str) -> int | None:
+        """The size of a committed object, None when there is none."""
+        ...
+
+    def read(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
+        """``length`` bytes from ``start``, in chunks."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Remove an object; False when it was not there."""
+        ...
+
+    async def remove_stale_partials(self, older_than_s: float) -> int:
+        """Delete unfinished writes left by a crash; how many were removed."""
+        ...
+
+
+class _LocalWriter:
+    def __init__(self, handle: AsyncIOWrapper[BinaryIO], temp: Path, final: Path) -> None:
+        self._file = handle
+        self._temp = temp
+        self._final = final
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self.committed = False
+
+    async def write(self, chunk: bytes) -> None:
+        await self._file.write(chunk)
+        self._hash.update(chunk)
+        self._size += len(chunk)
+
+    async def commit(self) -> StoredObject:
+        handle = self._file
+        await handle.flush()
+        await trio.to_thread.run_sync(os.fsync, handle.fileno())
+        await handle.aclose()
+        await trio.to_thread.run_sync(os.replace, self._temp, self._final)
+        await trio.to_thread.run_sync(_fsync_dir, self._final.parent)
+        self.committed = True
+        return StoredObject(self._size, self._hash.hexdigest())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable: fsync the directory that holds the new name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalContentStore:
+    """A `ContentStore` in a local directory (``<data_dir>/content`` by default).
+
+    A write goes to ``.<name>.<random>.part`` beside its final name and is renamed onto it
+    after an fsync; readers only ever open final names.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path(self, key: str) -> Path:
+        if not _KEY.match(key):
+            raise ValueError(f"not a content key: {key!r}")
+        return self.root / key
+
+    @asynccontextmanager
+    async def writer(self, key: str) -> AsyncIterator[ContentWriter]:
+        final = self.path(key)
+        await trio.Path(final.parent).mkdir(parents=True, exist_ok=True)
+        temp = final.with_name(f".{final.name}.{secrets.token_hex(6)}{_PARTIAL_SUFFIX}")
+        handle = await trio.open_file(temp, "xb")
+        writer = _LocalWriter(handle, temp, final)
+        try:
+            yield writer
+        finally:
+            if not writer.committed:
+                # Plain system calls: they must run even while being cancelled.
+                handle.wrapped.close()
+                temp.unlink(missing_ok=True)
+
+    async def size(self, key: str) -> int | None:
+        try:
+            stat = await trio.Path(self.path(key)).stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_size
+
+    async def read(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
+        async with await trio.open_file(self.path(key), "rb") as handle:
+            await handle.seek(start)
+            remaining = length
+            while remaining > 0:
+                chunk = await handle.read(min(READ_CHUNK, remaining))
+                if not chunk:
+                    raise OSError(errno.EIO, f"{key} ended {remaining} bytes early")
+                remaining -= len(chunk)
+                yield chunk
+
+    async def delete(self, key: str) -> bool:
+        path = trio.Path(self.path(key))
+        try:
+            await path.unlink()
+        except FileNotFoundError:
+            return False
+        with contextlib.suppress(OSError):
+            await path.parent.rmdir()  # the task's folder, once empty
+        return True
+
+    async def remove_stale_partials(self, older_than_s: float) -> int:
+        return await trio.to_thread.run_sync(self._remove_partials, older_than_s)
+
+    def _remove_partials(self, older_than_s: float) -> int:
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in self.root.glob(f"*/.*{_PARTIAL_SUFFIX}"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+class ContentGone(Exception):
+    """No local copy, and the upstream no longer has the media either."""
+
+
+class _KeyedLocks:
+    """One lock per task, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[trio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (trio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class ContentKeeper:
+    """Copies media from the upstream into the store, and keeps the database in step."""
+
+    # An unfinished write untouched this long is a crash's leftover (writes touch the file).
+    PARTIAL_MAX_AGE_S = 3600.0
+
+    def __init__(
+        self,
+        store: ContentStore,
+        *,
+        storage: Storage,
+        provider: Provider,
+        hub: Hub,
+        retention_s: float = 0.0,
+        sweep_interval_s: float = 3600.0,
+    ) -> None:
+        self.store = store
+        self._storage = storage
+        self._provider = provider
+        self._hub = hub
+        self._retention_s = retention_s
+        self._sweep_interval_s = sweep_interval_s
+        self._locks = _KeyedLocks()
+
+    # -- copying ------------------------------------------------------------------------
+
+    async def copy(self, task: Task) -> tuple[str, ...]:
+        """Make sure every variant is stored; the variants kept. Raises UpstreamError.
+
+        A variant already recorded whose object is in the store with the recorded size is
+        not downloaded again, so an actor restarted mid-fetch only fetches what is missing.
+        """
+        external_id = task.external_video_id
+        if external_id is None:
+            raise UpstreamError(ErrorKind.NOT_FOUND, "the task has no upstream job")
+        async with self._locks.hold(task.video_id):
+            return await self._copy(task.video_id, external_id)
+
+    async def _copy(self, video_id: str, external_id: str) -> tuple[str, ...]:
+        records = await self._storage.content.records(video_id)
+        kept: list[str] = []
+        for variant in VARIANTS:
+            record = records.get(variant)
+            if record is not None and await self.store.size(record.storage_key) == (
+                record.size_bytes
+            ):
+                kept.append(variant)
+                continue
+            try:
+                await self._download(video_id, external_id, variant)
+            except UpstreamError as error:
+                optional = variant != "video"
+                if optional and error.kind in (ErrorKind.NOT_FOUND, ErrorKind.INVALID_REQUEST):
+                    log.info("task %s: no %s upstream (%s)", video_id, variant, error.message)
+                    continue
+                raise
+            kept.append(variant)
+        return tuple(kept)
+
+    async def _download(self, video_id: str, external_id: str, variant: ContentVariant) -> None:
+        key = content_key(video_id, variant)
+        async with (
+            self.store.writer(key) as writer,
+            aclosing(self._provider.fetch_content(external_id, variant)) as chunks,
+        ):
+            async for chunk in chunks:
+                await writer.write(chunk)
+            stored = await writer.commit()
+        if stored.size == 0:
+            await self.store.delete(key)
+            raise UpstreamError(ErrorKind.MALFORMED, f"the upstream sent an empty {variant}")
+        await self._storage.content.record(
+            ContentRecord(
+                video_id=video_id,
+                variant=variant,
+                storage_key=key,
+                content_type=CONTENT_TYPES[variant],
+                size_bytes=stored.size,
+                sha256=stored.sha256,
+                stored_at=wall_ms(),
+            )
+        )
+        log.info("task %s: stored %s (%d bytes)", video_id, variant, stored.size)
+
+    async def present(self, task: Task) -> bool:
+        """Whether every variant the task lists is in the store now."""
+        variants = task.stored_variants
+        if not variants:
+            return False
+        for variant in variants:
+            if await self.store.size(content_key(task.video_id, variant)) is None:
+                return False
+        return True
+
+    async def ensure(self, task: Task) -> Task:
+        """A COMPLETED task with its copy in place, fetching it again if it went missing.
+
+        Raises ContentGone when the upstream no longer has it (the task then says so), and
+        UpstreamError when the upstream cannot be asked right now.
+        """
+        if await self.present(task):
+            return task
+        try:
+            variants = await self.copy(task)
+        except UpstreamError as error:
+            if error.kind is not ErrorKind.NOT_FOUND:
+                raise
+            expired = await self._storage.content.expire(task.video_id, wall_ms())
+            if expired is not None:
+                self._hub.publish(TaskEvent(expired, "the video's copy is gone"))
+            raise ContentGone(task.video_id) from error
+        restored = await self._storage.content.restore(task.video_id, variants, wall_ms())
+        if restored is None:
+            raise ContentGone(task.video_id)
+        self._hub.publish(TaskEvent(restored, "the video was copied again"))
+        return restored
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def sweep_once(self) -> int:
+        """Remove copies older than the retention period; how many tasks lost theirs."""
+        removed = 0
+        try:
+            await self.store.remove_stale_partials(self.PARTIAL_MAX_AGE_S)
+        except OSError as error:
+            log.warning("could not clear unfinished writes: %s", error)
+        if self._retention_s <= 0:
+            return 0
+        cutoff = wall_ms() - int(self._retention_s * 1000)
+        while True:
+            due = await self._storage.content.due_for_removal(cutoff)
+            for task in due:
+                async with self._locks.hold(task.video_id):
+                    # Files first, then the row: a crash in between leaves a row the next
+                    # sweep finds again, never a row that outlives its files unnoticed.
+                    for variant in VARIANTS:
+                        await self.store.delete(content_key(task.video_id, variant))
+                    expired = await self._storage.content.expire(task.video_id, wall_ms())
+                if expired is not None:
+                    removed += 1
+                    self._hub.publish(
+                        TaskEvent(expired, "the video's copy was removed (retention)")
+                    )
+            if len(due) < 500:
+                return removed
+
+    async def sweep_forever(self) -> None:
+        """The retention loop (in the runtime nursery); a failed round is tried again later."""
+        while True:
+            try:
+                removed = await self.sweep_once()
+            except (StorageUnavailable, OSError) as error:
+                log.warning("retention sweep failed: %s", error)
+            else:
+                if removed:
+                    log.info("retention: removed %d local copies", removed)
+            await trio.sleep(self._sweep_interval_s)

@@ -1,0 +1,298 @@
+"""Playing finished videos: signed links, the file route, refreshing links, remixing.
+
+- ``GET  /api/video/tasks/<id>/content``      a signed link to our copy (COMPLETED only)
+- ``POST /api/video/tasks/<id>/refresh-url``  a fresh link; fetches the copy again if lost
+- ``POST /api/video/tasks/<id>/remix``        a new task made from a completed one
+- ``GET  /files/<id>/<variant>?exp=&sig=``    the bytes (Range requests), no login needed
+
+The file route trusts the signature alone: the link is the permission, so a ``<video>``
+element can play it without an Authorization header; the upstream API key never leaves
+the server.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from quart import Blueprint, Response, request
+from quart.blueprints import BlueprintSetupState
+
+from ..clock import iso, wall_ms
+from ..content import CONTENT_TYPES, ContentGone, content_key
+from ..storage import Task
+from ..upstream import ErrorKind, UpstreamError
+from . import signing
+from .context import EXTENSION_KEY, HttpContext, ctx, principal
+from .envelope import ApiError, ok
+from .errors import validation_details
+from .signing import SIGNER_KEY, UrlSigner, Verdict
+from .tasks import TaskCreate, _idempotency_key, create_task, owned_task
+from .wire import task_wire
+
+blueprint = Blueprint("content", __name__)
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@blueprint.record_once
+def _install_signer(state: BlueprintSetupState) -> None:
+    context: HttpContext = state.app.extensions[EXTENSION_KEY]
+    signer = UrlSigner.from_settings(context.services.settings)
+    state.app.extensions[SIGNER_KEY] = signer
+    signing.install(signer)
+
+
+@blueprint.before_app_request
+async def _remember_origin() -> None:
+    # Links in WebSocket events are made outside any request; they use this origin.
+    origin = signing.request_origin()
+    if origin:
+        _signer().last_origin = origin
+
+
+def _signer() -> UrlSigner:
+    signer = signing.current_signer()
+    assert signer is not None, "the content blueprint installs a signer"
+    return signer
+
+
+def _require_completed(task: Task) -> None:
+    if task.status != "COMPLETED":
+        raise ApiError(
+            409,
+            "TASK_NOT_COMPLETED",
+            f"The task is {task.status}; its video exists only once it is COMPLETED.",
+            details={"status": task.status},
+        )
+
+
+def _expired(task: Task) -> ApiError:
+    return ApiError(
+        410,
+        "CONTENT_EXPIRED",
+        "This video's copy has been removed and the upstream no longer has it."
+        if task.content_expired_at is not None
+        else "This video is no longer available.",
+        details={"contentExpiredAt": iso(task.content_expired_at)},
+    )
+
+
+@blueprint.get("/api/video/tasks/<video_id>/content")
+async def content(video_id: str) -> Response:
+    caller = principal()
+    task = await owned_task(video_id, caller.user_id)
+    _require_completed(task)
+    if task.content_expired_at is not None:
+        raise ApiError(
+            410,
+            "CONTENT_EXPIRED",
+            "This video's copy was removed after the retention period; "
+            "POST refresh-url to fetch it again while the upstream still has it.",
+            details={"contentExpiredAt": iso(task.content_expired_at)},
+        )
+    link = signing.media_url(task, "video")
+    if link is None or not await ctx().services.runtime.content.present(task):
+        raise ApiError(
+            410,
+            "CONTENT_MISSING",
+            "The copy of this video is missing; POST refresh-url to fetch it again.",
+        )
+    return ok(
+        {
+            "videoId": task.video_id,
+            "externalVideoId": task.external_video_id,
+            "url": link.url,
+            "expiresAt": iso(link.expires_at * 1000),
+        }
+    )
+
+
+@blueprint.post("/api/video/tasks/<video_id>/refresh-url")
+async def refresh_url(video_id: str) -> Response:
+    caller = principal()
+    task = await owned_task(video_id, caller.user_id)
+    _require_completed(task)
+    try:
+        task = await ctx().services.runtime.content.ensure(task)
+    except ContentGone:
+        fresh = await owned_task(video_id, caller.user_id)
+        raise _expired(fresh) from None
+    except UpstreamError as error:
+        if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
+            raise ApiError(
+                502, "UPSTREAM_UNAVAILABLE", "The video service refused our request."
+            ) from None
+        raise ApiError(
+            503,
+            "UPSTREAM_UNAVAILABLE",
+            "The video service is not answering; try again shortly.",
+            headers={"Retry-After": str(max(1, int(error.retry_after_s or 5)))},
+        ) from None
+    link = signing.media_url(task, "video")
+    if link is None:  # ensure() returns a task with its copy, or raises
+        raise _expired(task)
+    return ok(
+        {
+            "videoId": task.video_id,
+            "externalVideoId": task.external_video_id,
+            "videoUrl": link.url,
+            "thumbnailUrl": (
+                thumb.url if (thumb := signing.media_url(task, "thumbnail")) else None
+            ),
+            "expiresAt": iso(link.expires_at * 1000),
+            "status": task.status,
+            "refreshedAt": iso(wall_ms()),
+        }
+    )
+
+
+class RemixRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = Field(min_length=1, max_length=4000)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+
+@blueprint.post("/api/video/tasks/<video_id>/remix")
+async def remix(video_id: str) -> Response:
+    caller = principal()
+    key = _idempotency_key()
+    raw = await request.get_json()
+    if not isinstance(raw, dict):
+        raise ApiError(400, "VALIDATION_ERROR", "body: must be a JSON object")
+    try:
+        body = RemixRequest.model_validate(raw)
+    except ValidationError as error:
+        details = validation_details(error)
+        first = details[0]
+        raise ApiError(
+            400, "VALIDATION_ERROR", f"{first['field']}: {first['message']}", details=details
+        ) from None
+    source = await owned_task(video_id, caller.user_id)
+    if source.status != "COMPLETED" or source.external_video_id is None:
+        raise ApiError(
+            409,
+            "TASK_NOT_COMPLETED",
+            f"Only a COMPLETED task can be remixed; this one is {source.status}.",
+            details={"status": source.status},
+        )
+    # The remix keeps the source's model, size and length (the upstream does the same).
+    request_body = TaskCreate.model_construct(
+        prompt=body.prompt, model=source.model, size=source.size, duration=source.duration
+    )
+    task, created = await create_task(
+        caller.user_id, request_body, None, idempotency_key=key, remixed_from=source.video_id
+    )
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return ok(task_wire(task), status=201, headers=headers)
+
+
+# -- the file route ---------------------------------------------------------------------
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end inclusive) for a single satisfiable range; None: send everything.
+
+    Raises 416 for a well-formed range that lies outside the file. A malformed header or
+    several ranges are ignored (RFC 9110 allows a server to answer 200 with the whole).
+    """
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":  # suffix: the last N bytes
+        length = int(last)
+        if length == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if last != "" and int(last) < start:
+        return None  # invalid: ignore
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, end
+
+
+def _unsatisfiable(size: int) -> ApiError:
+    return ApiError(
+        416,
+        "RANGE_NOT_SATISFIABLE",
+        f"The requested range is outside the file ({size} bytes).",
+        headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
+    )
+
+
+@blueprint.route("/files/<video_id>/<variant>", methods=["GET"])
+async def media_file(video_id: str, variant: str) -> Response:
+    verdict = _signer().verify(video_id, variant, request.args.get("exp"), request.args.get("sig"))
+    if verdict is Verdict.EXPIRED:
+        raise ApiError(
+            403,
+            "CONTENT_URL_EXPIRED",
+            "This link has expired; ask the API for a fresh one (refresh-url).",
+        )
+    if verdict is not Verdict.VALID:
+        raise ApiError(403, "CONTENT_URL_INVALID", "This link is not valid.")
+    services = ctx().services
+    task = await services.storage.tasks.get(video_id)
+    if task is None or variant not in CONTENT_TYPES:
+        raise ApiError(404, "CONTENT_NOT_FOUND", "No such file.")
+    if task.content_expired_at is not None:
+        raise _expired(task)
+    store = services.runtime.content.store
+    key = content_key(video_id, variant)
+    size = await store.size(key) if variant in task.stored_variants else None
+    if size is None:
+        raise ApiError(
+            404,
+            "CONTENT_NOT_FOUND",
+            "The file is not here; POST refresh-url on the task to fetch it again.",
+        )
+    etag = f'"{size:x}-{task.content_stored_at or 0:x}"'
+    byte_range = _byte_range(request.headers.get("Range"), size)
+    if_range = request.headers.get("If-Range")
+    if byte_range is not None and if_range is not None and if_range != etag:
+        byte_range = None  # the client's partial copy is of another version: send it all
+    start, end = byte_range if byte_range is not None else (0, size - 1)
+    length = end - start + 1
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(length),
+        "ETag": etag,
+        "Cache-Control": f"private, max-age={_max_age()}",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if byte_range is not None:
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in store.read(key, start, length):
+            yield chunk
+
+    response = Response(
+        body() if request.method != "HEAD" else None,
+        status=206 if byte_range is not None else 200,
+        content_type=CONTENT_TYPES[variant],
+    )
+    response.headers.update(headers)  # after the body: Content-Length is the file's, not b""'s
+    response.timeout = None  # a long video on a slow link must not be cut off at 60 s
+    return response
+
+
+def _max_age() -> int:
+    raw = request.args.get("exp", "0")
+    return max(0, int(raw) - int(time.time())) if raw.isdigit() else 0
