@@ -22,6 +22,7 @@ import trio
 
 from .clock import wall_ms
 from .hub import Hub, TaskEvent
+from .ledger import PollLedger
 from .lifecycle import ErrorCode, Phase, transition
 from .storage import Activity, StaleTask, Storage, StorageUnavailable, Task
 from .task import ActorConfig, Cancel, CancelOutcome, Command, TaskActor
@@ -64,6 +65,7 @@ class Supervisor:
         self._mailboxes: dict[str, trio.MemorySendChannel[Command]] = {}
         self._nursery: trio.Nursery | None = None
         self.crashes = 0  # total, for metrics and tests
+        self.ledger = PollLedger(storage)
 
     @property
     def running(self) -> int:
@@ -76,6 +78,7 @@ class Supervisor:
         """Resume every unfinished task, report how many, then supervise until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self.ledger.run)
             unfinished = await self._storage.tasks.unfinished()
             for task in unfinished:
                 self.start(task)
@@ -111,6 +114,7 @@ class Supervisor:
                     hub=self._hub,
                     config=self._actor_config,
                     mailbox=mailbox,
+                    ledger=self.ledger,
                 )
                 try:
                     await actor.run()

@@ -18,6 +18,7 @@ provider that cannot list fails the task with SUBMISSION_UNCERTAIN (retryable) i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import trio
 from .clock import wall_ms
 from .content import ContentKeeper
 from .hub import Hub, TaskEvent
+from .ledger import PollLedger
 from .lifecycle import RETRYABLE, ErrorCode, Phase, transition
 from .polling import PollingPolicy, SteppedSchedule
 from .storage import Activity, Storage, Task
@@ -104,6 +106,7 @@ class TaskActor:
         hub: Hub,
         config: ActorConfig,
         mailbox: trio.MemoryReceiveChannel[Command],
+        ledger: PollLedger,
     ) -> None:
         self.task = task
         self._storage = storage
@@ -111,6 +114,7 @@ class TaskActor:
         self._hub = hub
         self._config = config
         self._mailbox = mailbox
+        self._ledger = ledger
         self._deadline = _remaining_to_trio(task.deadline_at, config.task_deadline_s)
         self._settle_at = self._settle_deadline()
         self._fetch_failures = 0
@@ -355,9 +359,12 @@ class TaskActor:
             )
 
     async def _record_poll(self) -> None:
-        """Count a poll that changed nothing visible (no seq bump, no event)."""
-        self.task = await self._storage.tasks.change(
-            self.task, None, bump=False, poll_count="+1", last_poll_at=wall_ms()
+        """Count a poll that changed nothing visible: no seq bump, no event, and the write
+        is grouped with other actors' (see `ledger`)."""
+        now = wall_ms()
+        self._ledger.note(self.task.video_id, now)
+        self.task = dataclasses.replace(
+            self.task, poll_count=self.task.poll_count + 1, last_poll_at=now
         )
 
     async def _observe(self, job: UpstreamJob) -> None:

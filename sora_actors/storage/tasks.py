@@ -289,3 +289,23 @@ class TaskStore:
     async def claimed_external_ids(self, external_ids: list[str]) -> set[str]:
         """Which of these upstream ids some task already holds."""
         return await self._db.read(_claimed_external_ids, external_ids)
+
+
+_RECORD_POLL = (
+    "UPDATE video_tasks SET poll_count = poll_count + :n, last_poll_at = :at "
+    "WHERE video_id = :vid"
+)
+
+
+async def _record_polls(conn: Any, entries: list[dict[str, Any]]) -> None:
+    await conn.execute_many(_RECORD_POLL, entries)
+
+
+async def record_polls(database: Database, polls: dict[str, tuple[int, int]]) -> None:
+    """Add poll counts and stamp last-poll times for many tasks in one unit of work.
+
+    ``polls`` maps video id to ``(polls to add, last poll time in ms)``. Counts add up, so
+    this commutes with the conditional updates actors make.
+    """
+    entries = [{"vid": vid, "n": n, "at": at} for vid, (n, at) in polls.items()]
+    await database.run(_record_polls, entries)

@@ -1,0 +1,116 @@
+"""Benchmark (run by hand): N in-flight task actors on the in-memory upstream.
+
+Real schedule (5/10/15 s), real storage (SQLite file by default, or --database-url), the
+in-memory upstream with its default 1-3 minute jobs. Prints event-loop lag p50/p99 (a task
+sleeping 10 ms and measuring its overshoot), RSS per actor and polls/s sustained.
+
+    python bench/actors.py --actors 1000 --seconds 60
+    python bench/actors.py --actors 10000 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import trio
+
+from sora_actors.hub import Hub
+from sora_actors.lifecycle import Phase
+from sora_actors.storage import Activity, NewTask, open_storage
+from sora_actors.supervisor import Supervisor
+from sora_actors.task import ActorConfig
+from sora_actors.upstream import MemoryProvider, SimulatorConfig
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * 4096
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def measure_lag(samples: list[float], stop: trio.Event) -> None:
+    while not stop.is_set():
+        start = trio.current_time()
+        await trio.sleep(0.010)
+        samples.append(trio.current_time() - start - 0.010)
+
+
+async def main(actors: int, seconds: float, settle: float, database_url: str) -> None:
+    async with open_storage(database_url) as storage:
+        user = await storage.accounts.create_user(
+            f"bench-{uuid.uuid4().hex[:6]}", None, "x", Activity("register")
+        )
+        print(f"creating {actors} tasks ...", flush=True)
+        tasks = []
+        for i in range(actors):
+            task, _ = await storage.tasks.create(
+                NewTask(
+                    video_id=f"video_{uuid.uuid4()}",
+                    user_id=user.id,
+                    prompt=f"bench {i}",
+                    model="sora-2",
+                    size="720x1280",
+                    duration=4,
+                    status="QUEUED",
+                    phase=Phase.ACCEPTED.value,
+                ),
+                Activity("task_create", user.id),
+            )
+            tasks.append(task)
+        provider = MemoryProvider(SimulatorConfig(seed=1))
+        supervisor = Supervisor(
+            storage=storage, provider=provider, hub=Hub(), actor_config=ActorConfig()
+        )
+        lag: list[float] = []
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            rss_before = rss_bytes()
+            for task in tasks:
+                supervisor.start(task)
+            await trio.sleep(settle)  # let the submissions settle
+            rss_after = rss_bytes()
+            polls_before = provider.calls["get"]
+            writes_before = supervisor.ledger.writes
+            started = time.perf_counter()
+            nursery.start_soon(measure_lag, lag, stop)
+            await trio.sleep(seconds)
+            elapsed = time.perf_counter() - started
+            polls = provider.calls["get"] - polls_before
+            writes = supervisor.ledger.writes - writes_before
+            stop.set()
+            running = supervisor.running
+            nursery.cancel_scope.cancel()
+    print(f"actors started          {actors}")
+    print(f"actors still running    {running}")
+    print(f"event-loop lag p50      {percentile(lag, 0.50) * 1000:8.2f} ms")
+    print(f"event-loop lag p99      {percentile(lag, 0.99) * 1000:8.2f} ms   (target < 20 ms)")
+    print(f"event-loop lag max      {max(lag) * 1000:8.2f} ms   ({len(lag)} samples)")
+    per_actor_kib = (rss_after - rss_before) / actors / 1024
+    print(f"RSS per actor           {per_actor_kib:8.2f} KiB  (target < 20 KiB)")
+    print(f"polls/s sustained       {polls / elapsed:8.1f}   over {elapsed:.0f} s")
+    print(f"poll-ledger writes/s    {writes / elapsed:8.1f}   (group commits of unchanged polls)")
+    print(f"mean lag                {statistics.mean(lag) * 1000:8.2f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--actors", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--settle", type=float, default=30, help="seconds before measuring")
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    url = args.database_url or (
+        f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='sora-bench-')) / 'bench.db'}"
+    )
+    trio.run(main, args.actors, args.seconds, args.settle, url)
