@@ -1,17 +1,36 @@
 """The event hub: actors publish task events; subscribers (WebSocket connections) get them.
 
-Publishing never blocks an actor: each subscriber decides what to do with an event it
-cannot take at once.
+Publishing never blocks an actor: it only appends to in-memory queues. Each event is
+serialised once (by an encoder the http layer injects, since this room must not know the
+wire format) and the same frames are handed to every subscriber of the task or its owner;
+subscribers are indexed by task and by user, so a publish costs O(its subscribers).
+
+Each subscriber has a bounded send queue. A consumer that falls behind has its intermediate
+progress coalesced (the latest per task is kept); terminal events and replies are never
+dropped. A subscriber whose queue overflows even so, or that completes no send for
+``stuck_seconds``, is killed (close code 4429) and forgets everything it held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import trio
+
+from .clock import wall_ms
 from .storage import Task
 
+log = logging.getLogger("sora_actors.hub")
+
 Listener = Callable[["TaskEvent"], None]
+Frames = tuple[str, ...]
+Encode = Callable[["TaskEvent"], Frames]
+
+CLOSE_TOO_SLOW = 4429
+CLOSE_TOKEN_EXPIRED = 4401
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,17 +41,310 @@ class TaskEvent:
     message: str | None = None
 
 
-class Hub:
-    """Fan-out of task events to listeners registered per task and per owner."""
+class _Item:
+    """Frames waiting in a send queue; ``key`` marks the ones a later item may replace."""
 
-    def __init__(self) -> None:
+    __slots__ = ("frames", "key", "seq")
+
+    def __init__(self, frames: Frames, key: str | None, seq: int = 0) -> None:
+        self.frames = frames
+        self.key = key
+        self.seq = seq
+
+
+class Subscriber:
+    """One connection's subscriptions and bounded send queue.
+
+    ``size`` is the soft bound: from there on, progress for a task that already waits in
+    the queue replaces it instead of queueing behind it. Items that cannot be coalesced
+    (replies, terminal events, the first progress of another task) still queue, up to
+    ``2 * size``; past that the subscriber is killed rather than allowed to grow.
+    """
+
+    __slots__ = (
+        "_floor",
+        "_held",
+        "_hub",
+        "_pending",
+        "_queue",
+        "_ready",
+        "_size",
+        "_stalled_since",
+        "all_tasks",
+        "close_code",
+        "close_reason",
+        "closed",
+        "coalesced",
+        "connection_id",
+        "expires_at_ms",
+        "high_water",
+        "tasks",
+        "user_id",
+    )
+
+    def __init__(self, hub: Hub, connection_id: str, size: int) -> None:
+        self._hub = hub
+        self._size = size
+        self._queue: deque[_Item] = deque()
+        self._pending: dict[str, _Item] = {}
+        self._ready = trio.Event()
+        self._stalled_since: float | None = None
+        # Tasks whose snapshot is being read: their events wait here, not in the queue.
+        self._held: dict[str, list[_Item]] = {}
+        # Per subscribed task, the last seq the client has seen (snapshot or event).
+        self._floor: dict[str, int] = {}
+        self.connection_id = connection_id
+        self.user_id: str | None = None
+        self.expires_at_ms: int | None = None
+        self.tasks: set[str] = set()
+        self.all_tasks = False
+        self.closed = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.coalesced = 0
+        self.high_water = 0
+
+    @property
+    def queued(self) -> int:
+        """Items waiting to be sent (the bounded quantity)."""
+        return len(self._queue)
+
+    # -- producers --------------------------------------------------------------------
+
+    def send(self, frames: Frames, *, key: str | None = None) -> None:
+        """Queue frames for the client (replies; ``key`` for replaceable ones, e.g. heartbeat)."""
+        self._push(_Item(frames, key))
+
+    def _offer(self, video_id: str, seq: int, terminal: bool, frames: Frames) -> None:
+        item = _Item(frames, None if terminal else video_id, seq)
+        held = self._held.get(video_id)
+        if held is not None:
+            if held and held[-1].key is not None and item.key is not None:
+                held[-1] = item  # only the latest progress matters before the snapshot
+            else:
+                held.append(item)
+            return
+        floor = self._floor.get(video_id)
+        if floor is not None:
+            if seq <= floor:
+                return  # already covered by the snapshot the client got
+            self._floor[video_id] = seq
+        if terminal and len(self._queue) >= self._size:
+            superseded = self._pending.pop(video_id, None)
+            if superseded is not None:
+                self._queue.remove(superseded)
+                self.coalesced += 1
+        self._push(item)
+
+    def _push(self, item: _Item) -> None:
+        if self.closed:
+            return
+        queue = self._queue
+        if item.key is not None and len(queue) >= self._size:
+            waiting = self._pending.get(item.key)
+            if waiting is not None:
+                waiting.frames, waiting.seq = item.frames, item.seq
+                self.coalesced += 1
+                return
+        queue.append(item)
+        if item.key is not None:
+            self._pending[item.key] = item
+        if len(queue) > self.high_water:
+            self.high_water = len(queue)
+        if len(queue) > 2 * self._size:
+            self.kill(CLOSE_TOO_SLOW, "too slow: the send queue overflowed")
+            return
+        if self._stalled_since is None:
+            self._stalled_since = trio.current_time()
+        self._ready.set()
+
+    def _hold(self, video_id: str) -> None:
+        self._held[video_id] = []
+        self._floor.pop(video_id, None)
+
+    def _release(self, video_id: str, seq: int) -> None:
+        held = self._held.pop(video_id, [])
+        self._floor[video_id] = seq
+        for item in held:
+            self._offer(video_id, item.seq, item.key is None, item.frames)
+
+    # -- the consumer (the connection's sender) -----------------------------------------
+
+    async def next(self) -> Frames | None:
+        """The next frames to send; None once the subscriber is killed."""
+        while not self._queue:
+            if self.closed:
+                return None
+            if self._ready.is_set():
+                self._ready = trio.Event()
+            await self._ready.wait()
+        if self.closed:
+            return None
+        item = self._queue.popleft()
+        if item.key is not None and self._pending.get(item.key) is item:
+            del self._pending[item.key]
+        return item.frames
+
+    def sent(self) -> None:
+        """Report that the frames from `next` went out (the stuck clock restarts)."""
+        self._stalled_since = trio.current_time() if self._queue else None
+
+    def stalled_for(self, now: float) -> float:
+        return 0.0 if self._stalled_since is None else now - self._stalled_since
+
+    def kill(self, code: int, reason: str) -> None:
+        """Stop delivering, drop what is queued, and ask the connection to close."""
+        if self.closed:
+            return
+        log.info("closing connection %s: %s (%d)", self.connection_id, reason, code)
+        self.closed = True
+        self.close_code, self.close_reason = code, reason
+        self._queue.clear()
+        self._pending.clear()
+        self._held.clear()
+        self._hub.disconnect(self)
+        self._ready.set()
+
+
+class Hub:
+    """Fan-out of task events to subscribers registered per task and per owner."""
+
+    def __init__(
+        self, encode: Encode | None = None, *, queue_size: int = 256, stuck_seconds: float = 30.0
+    ) -> None:
+        self._encode = encode
         self._listeners: list[Listener] = []
+        self._subscribers: dict[str, Subscriber] = {}
+        self._by_task: dict[str, set[Subscriber]] = {}
+        self._by_user: dict[str, set[Subscriber]] = {}
+        self.queue_size = queue_size
+        self.stuck_seconds = stuck_seconds
+        self.published = 0  # events serialised (once each), for tests and metrics
+        self.killed = 0
+
+    def configure(self, encode: Encode, *, queue_size: int, stuck_seconds: float) -> None:
+        """Set the wire encoder and limits (the http layer does this when the app is made)."""
+        self._encode = encode
+        self.queue_size = queue_size
+        self.stuck_seconds = stuck_seconds
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for every event; returns a function that removes it."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
+    # -- connections ------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        return len(self._subscribers)
+
+    def subscribers(self) -> Iterable[Subscriber]:
+        return tuple(self._subscribers.values())
+
+    def get(self, connection_id: str) -> Subscriber | None:
+        return self._subscribers.get(connection_id)
+
+    def connect(self, connection_id: str) -> Subscriber:
+        subscriber = Subscriber(self, connection_id, self.queue_size)
+        self._subscribers[connection_id] = subscriber
+        return subscriber
+
+    def disconnect(self, subscriber: Subscriber) -> None:
+        """Forget the subscriber and every subscription it holds (idempotent)."""
+        if self._subscribers.pop(subscriber.connection_id, None) is None:
+            return
+        if subscriber.closed:
+            self.killed += 1
+        for video_id in tuple(subscriber.tasks):
+            self._discard(self._by_task, video_id, subscriber)
+        subscriber.tasks.clear()
+        self.unsubscribe_user(subscriber)
+
+    def authenticate(self, subscriber: Subscriber, user_id: str, expires_at_ms: int) -> None:
+        subscriber.user_id = user_id
+        subscriber.expires_at_ms = expires_at_ms
+
+    @staticmethod
+    def _discard(index: dict[str, set[Subscriber]], key: str, subscriber: Subscriber) -> None:
+        members = index.get(key)
+        if members is not None:
+            members.discard(subscriber)
+            if not members:
+                del index[key]
+
+    # -- subscriptions ----------------------------------------------------------------
+
+    def subscribe_task(self, subscriber: Subscriber, video_id: str) -> None:
+        """Start receiving the task's events, held back until `release` (after the snapshot)."""
+        if subscriber.closed:
+            return
+        subscriber.tasks.add(video_id)
+        subscriber._hold(video_id)
+        self._by_task.setdefault(video_id, set()).add(subscriber)
+
+    def release(self, subscriber: Subscriber, video_id: str, snapshot_seq: int) -> None:
+        """The client has the snapshot at ``snapshot_seq``: deliver what came after it."""
+        subscriber._release(video_id, snapshot_seq)
+
+    def unsubscribe_task(self, subscriber: Subscriber, video_id: str) -> None:
+        subscriber.tasks.discard(video_id)
+        subscriber._held.pop(video_id, None)
+        subscriber._floor.pop(video_id, None)
+        self._discard(self._by_task, video_id, subscriber)
+
+    def subscribe_user(self, subscriber: Subscriber) -> None:
+        """Every event of the subscriber's user's tasks, including tasks created later."""
+        if subscriber.user_id is None or subscriber.closed:
+            raise ValueError("subscribe_user needs an authenticated subscriber")
+        subscriber.all_tasks = True
+        self._by_user.setdefault(subscriber.user_id, set()).add(subscriber)
+
+    def unsubscribe_user(self, subscriber: Subscriber) -> None:
+        subscriber.all_tasks = False
+        if subscriber.user_id is not None:
+            self._discard(self._by_user, subscriber.user_id, subscriber)
+
+    # -- delivery ---------------------------------------------------------------------
+
     def publish(self, event: TaskEvent) -> None:
+        """Hand the event to its subscribers; never blocks and never raises into the actor."""
         for listener in tuple(self._listeners):
             listener(event)
+        task = event.task
+        by_task = self._by_task.get(task.video_id)
+        by_user = self._by_user.get(task.user_id)
+        if not by_task and not by_user:
+            return
+        if self._encode is None:
+            log.warning("event for %s dropped: the hub has no encoder", task.video_id)
+            return
+        try:
+            frames = self._encode(event)
+        except Exception:
+            log.exception("could not encode the event of task %s", task.video_id)
+            return
+        self.published += 1
+        targets = by_task | by_user if by_task and by_user else by_task or by_user or set()
+        for subscriber in tuple(targets):  # a copy: an overflowing subscriber leaves the sets
+            subscriber._offer(task.video_id, task.seq, task.terminal, frames)
+
+    def broadcast(self, frames: Frames, *, key: str) -> None:
+        """The same frames to every connection (heartbeats); a waiting one is replaced."""
+        for subscriber in tuple(self._subscribers.values()):
+            subscriber.send(frames, key=key)
+
+    def sweep(self) -> None:
+        """Kill subscribers stuck past ``stuck_seconds`` or whose token has expired."""
+        now, wall = trio.current_time(), wall_ms()
+        for subscriber in tuple(self._subscribers.values()):
+            if subscriber.stalled_for(now) > self.stuck_seconds:
+                subscriber.kill(CLOSE_TOO_SLOW, "too slow: nothing could be sent for too long")
+            elif subscriber.expires_at_ms is not None and wall >= subscriber.expires_at_ms:
+                subscriber.kill(CLOSE_TOKEN_EXPIRED, "the token has expired; log in again")
+
+    async def run(self) -> None:
+        """Sweep periodically until cancelled."""
+        while True:
+            await trio.sleep(min(1.0, self.stuck_seconds / 4))
+            self.sweep()

@@ -55,6 +55,9 @@ def hypercorn_config(settings: Settings, host: str, port: int) -> HypercornConfi
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75
+    # WebSocket: pings keep TCP probing dead peers; oversized messages are closed with 1009.
+    config.websocket_ping_interval = settings.ws_ping_seconds or None
+    config.websocket_max_message_size = settings.ws_max_message_bytes
     return config
 
 

@@ -63,6 +63,12 @@ class Settings(BaseModel):
     content_retention_days: float = Field(default=30.0, ge=0)
     content_sweep_interval_seconds: float = Field(default=3600.0, gt=0)
     public_base_url: str = ""
+    ws_auth_timeout_seconds: float = Field(default=10.0, gt=0)
+    ws_heartbeat_seconds: float = Field(default=30.0, gt=0)
+    ws_ping_seconds: float = Field(default=20.0, ge=0)
+    ws_send_queue_size: int = Field(default=256, ge=4)
+    ws_stuck_seconds: float = Field(default=30.0, gt=0)
+    ws_max_message_bytes: int = Field(default=65536, ge=1024)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 

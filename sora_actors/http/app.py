@@ -11,7 +11,7 @@ from quart_trio import QuartTrio
 from quart_trio.wrappers.request import TrioRequest
 
 from ..services import Services
-from . import accounts, content, cors, errors, health, tasks
+from . import accounts, content, cors, errors, health, tasks, ws
 from .context import EXTENSION_KEY, HttpContext
 from .envelope import ApiError
 from .security import Passwords, Tokens
@@ -59,12 +59,13 @@ def create_app(services: Services) -> QuartTrio:
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
         },
     )
-    app.extensions[EXTENSION_KEY] = HttpContext(
+    app.extensions[EXTENSION_KEY] = context = HttpContext(
         services=services,
         passwords=Passwords(settings.bcrypt_rounds),
         tokens=Tokens(settings.jwt_secret, settings.jwt_ttl_seconds),
         login_throttle=LoginThrottle(settings.login_max_failures, settings.login_window_seconds),
     )
+    ws.wire_hub(context)  # the hub serialises each event once, in the WebSocket envelope
 
     @app.before_request
     async def _body_limit() -> None:
@@ -87,5 +88,6 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(accounts.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(content.blueprint)
+    app.register_blueprint(ws.blueprint)
     large_body(tasks.create)
     return app

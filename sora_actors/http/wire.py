@@ -44,3 +44,44 @@ def _retryable(code: str | None) -> bool | None:
         return ErrorCode(code) in RETRYABLE
     except ValueError:
         return False
+
+
+def task_messages(task: Task, message: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """The WebSocket messages (type, payload) that announce a change of ``task``.
+
+    Every payload is `task_wire` plus ``message`` (so it carries both ids and ``seq``);
+    terminal ones add the contract's fields. A cancelled task gets a ``taskProgress`` with
+    status CANCELLED (what clients that predate ``taskCancelled`` understand) followed by
+    ``taskCancelled``, its terminal event; both carry the same ``seq``.
+    """
+    base = task_wire(task)
+    base["message"] = message
+    if task.status == "COMPLETED":
+        completed: dict[str, Any] = {
+            **base,
+            "status": "completed",
+            "progress": 100,
+            "result": {
+                "videoUrl": base["videoUrl"],
+                "thumbnailUrl": base["thumbnailUrl"],
+                "duration": task.duration,
+                "resolution": task.size,
+            },
+        }
+        if task.started_at is not None and task.completed_at is not None:
+            completed["metrics"] = {
+                "totalTime": task.completed_at - task.created_at,
+                "queueTime": task.started_at - task.created_at,
+                "processTime": task.completed_at - task.started_at,
+            }
+        return [("taskCompleted", completed)]
+    if task.status == "FAILED":
+        error = {
+            "code": task.error_code or "FAILED",
+            "message": task.error_message or "the task failed",
+            "retryable": bool(base["retryable"]),
+        }
+        return [("taskFailed", {**base, "status": "failed", "error": error})]
+    if task.status == "CANCELLED":
+        return [("taskProgress", base), ("taskCancelled", {**base, "status": "cancelled"})]
+    return [("taskProgress", base)]

@@ -1,0 +1,320 @@
+"""``/ws``: the WebSocket protocol of the frontend contract.
+
+Each connection runs two tasks: the receiver handles client messages strictly one after
+another (``auth`` completes before a ``subscribe_task`` sent right behind it is looked at),
+and the sender drains the connection's bounded queue in the hub. Replies, snapshots and
+pushed events all go through that one queue, so their order is the order they were made in.
+
+Close codes: 4408 no ``auth`` within ``ws_auth_timeout_seconds``; 4401 the token expired
+while connected; 4429 too slow (queue overflow, or nothing could be sent for
+``ws_stuck_seconds``); 1003 binary frame; 1009 message too large (Hypercorn closes first,
+from ``websocket_max_message_size``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+import trio
+from quart import Blueprint, current_app, websocket
+
+from ..clock import wall_ms
+from ..hub import Frames, Hub, TaskEvent
+from ..storage import StorageUnavailable
+from .context import HttpContext, ctx
+from .security import TokenError
+from .wire import task_messages, task_wire
+
+log = logging.getLogger("sora_actors.ws")
+
+blueprint = Blueprint("ws", __name__)
+
+CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_UNSUPPORTED = 1003
+CLOSE_TOO_BIG = 1009
+MAX_TASK_SUBSCRIPTIONS = 1000
+MAX_ID_LENGTH = 200
+CAPABILITIES = (
+    "auth",
+    "subscribe_task",
+    "unsubscribe_task",
+    "subscribe_tasks",
+    "unsubscribe_tasks",
+    "ping",
+    "heartbeat",
+    "taskCancelled",
+)
+
+
+def frame(kind: str, payload: dict[str, Any], reply_to: str | int | None = None) -> str:
+    """One envelope as JSON text: ``{type, id?, timestamp, payload}``."""
+    message: dict[str, Any] = {"type": kind}
+    if reply_to is not None:
+        message["id"] = reply_to
+    message["timestamp"] = wall_ms()
+    message["payload"] = payload
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_event(event: TaskEvent) -> Frames:
+    """What the hub sends for an event: serialised here once, shared by all subscribers."""
+    return tuple(frame(kind, payload) for kind, payload in task_messages(event.task, event.message))
+
+
+def wire_hub(context: HttpContext) -> None:
+    """Give the runtime's hub the wire encoder and the connection limits from settings."""
+    settings = context.services.settings
+    context.services.runtime.hub.configure(
+        encode_event,
+        queue_size=settings.ws_send_queue_size,
+        stuck_seconds=settings.ws_stuck_seconds,
+    )
+
+
+@blueprint.before_app_serving
+async def _start_background() -> None:
+    """The hub's sweeper and the heartbeats run in the app's nursery, cancelled with it.
+
+    Two plain background tasks rather than one with a nursery inside: Quart logs any
+    exception group that reaches it, and a cancelled nursery raises a group of Cancelled.
+    """
+    context = ctx()
+    current_app.add_background_task(context.services.runtime.hub.run)
+    current_app.add_background_task(_heartbeats, context)
+
+
+async def _heartbeats(context: HttpContext) -> None:
+    hub = context.services.runtime.hub
+    interval = context.services.settings.ws_heartbeat_seconds
+    while True:
+        await trio.sleep(interval)
+        payload = {
+            "connectedClients": hub.connections,
+            "uptime": round(context.services.uptime_seconds(), 3),
+        }
+        hub.broadcast((frame("heartbeat", payload),), key="heartbeat")
+
+
+class BadMessage(Exception):
+    """A client message the protocol cannot act on; answered with an ``error`` message."""
+
+    def __init__(self, code: str, message: str, reply_to: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reply_to = reply_to
+
+
+def _parse(text: str) -> tuple[str, dict[str, Any], dict[str, Any], str | int | None]:
+    """``(type, payload, message, id)`` of a client message, or BadMessage."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise BadMessage("INVALID_JSON", "the message is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise BadMessage("INVALID_MESSAGE", "a message must be a JSON object")
+    reply_to: str | int | None = None
+    raw_id = message.get("id")
+    if isinstance(raw_id, str | int) and not isinstance(raw_id, bool):
+        reply_to = raw_id[:MAX_ID_LENGTH] if isinstance(raw_id, str) else raw_id
+    kind = message.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise BadMessage("INVALID_MESSAGE", "type: required, a string", reply_to)
+    payload = message.get("payload")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise BadMessage("INVALID_MESSAGE", "payload: must be a JSON object", reply_to)
+    return kind, payload, message, reply_to
+
+
+def _field(payload: dict[str, Any], message: dict[str, Any], name: str) -> str:
+    """A required string field, from the payload (or, leniently, the envelope itself)."""
+    value = payload.get(name, message.get(name))
+    if not isinstance(value, str) or not value.strip():
+        raise BadMessage("VALIDATION_ERROR", f"payload.{name}: required, a non-empty string")
+    if len(value) > 4096:
+        raise BadMessage("VALIDATION_ERROR", f"payload.{name}: too long")
+    return value.strip()
+
+
+class Connection:
+    """One WebSocket client: its hub subscriber and its in-order message handling."""
+
+    def __init__(self, context: HttpContext, hub: Hub) -> None:
+        self._context = context
+        self._settings = context.services.settings
+        self._hub = hub
+        self.sub = hub.connect(f"conn_{uuid.uuid4().hex}")
+        self._authenticated = trio.Event()
+        self._username = ""
+
+    async def run(self) -> None:
+        sub = self.sub
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sender, nursery.cancel_scope)
+                nursery.start_soon(self._auth_deadline)
+                self._reply(
+                    "connected",
+                    {
+                        "connectionId": sub.connection_id,
+                        "serverVersion": self._context.services.version,
+                        "capabilities": list(CAPABILITIES),
+                    },
+                )
+                token = websocket.args.get("token")
+                if token:
+                    self._auth(token, None)
+                await self._receive()
+        finally:
+            self._hub.disconnect(sub)
+        if sub.close_code is not None:
+            await websocket.close(sub.close_code, sub.close_reason)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def _reply(self, kind: str, payload: dict[str, Any], reply_to: str | int | None = None) -> None:
+        self.sub.send((frame(kind, payload, reply_to),))
+
+    def _error(self, code: str, message: str, reply_to: str | int | None = None) -> None:
+        self._reply("error", {"code": code, "message": message}, reply_to)
+
+    async def _sender(self, scope: trio.CancelScope) -> None:
+        """Drain the queue into the socket; when the hub kills the subscriber, end the rest."""
+        while (frames := await self.sub.next()) is not None:
+            for text in frames:
+                await websocket.send(text)
+            self.sub.sent()
+        scope.cancel()
+
+    async def _auth_deadline(self) -> None:
+        timeout = self._settings.ws_auth_timeout_seconds
+        with trio.move_on_after(timeout) as waiting:
+            await self._authenticated.wait()
+        if waiting.cancelled_caught:
+            self.sub.kill(
+                CLOSE_AUTH_TIMEOUT, f"authentication timeout: no auth within {timeout:g} s"
+            )
+
+    # -- receiving --------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        limit = self._settings.ws_max_message_bytes
+        while True:
+            data = await websocket.receive()
+            if not isinstance(data, str):
+                self.sub.kill(CLOSE_UNSUPPORTED, "binary frames are not supported; send JSON text")
+                return
+            if len(data) > limit // 4 and len(data.encode()) > limit:
+                self.sub.kill(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
+                return
+            await self._handle(data)
+
+    async def _handle(self, text: str) -> None:
+        reply_to: str | int | None = None
+        try:
+            kind, payload, message, reply_to = _parse(text)
+            await self._dispatch(kind, payload, message, reply_to)
+        except BadMessage as bad:
+            self._error(bad.code, bad.message, bad.reply_to or reply_to)
+        except StorageUnavailable:
+            self._error("DATABASE_UNAVAILABLE", "the database is unavailable; try again", reply_to)
+        except Exception:
+            log.exception("websocket message handling failed")
+            self._error("INTERNAL_ERROR", "something went wrong on our side", reply_to)
+
+    async def _dispatch(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        message: dict[str, Any],
+        reply_to: str | int | None,
+    ) -> None:
+        if kind == "auth":
+            self._auth(_field(payload, message, "token"), reply_to)
+        elif kind == "ping":
+            self._reply("pong", {}, reply_to)
+        elif kind not in (
+            "subscribe_task",
+            "unsubscribe_task",
+            "subscribe_tasks",
+            "unsubscribe_tasks",
+        ):
+            raise BadMessage("UNKNOWN_TYPE", f"unknown message type {kind[:64]!r}")
+        elif self.sub.user_id is None:
+            raise BadMessage("AUTH_REQUIRED", "authenticate first (send auth with your token)")
+        elif kind == "subscribe_task":
+            await self._subscribe_task(_field(payload, message, "videoId"), reply_to)
+        elif kind == "unsubscribe_task":
+            video_id = _field(payload, message, "videoId")
+            self._hub.unsubscribe_task(self.sub, video_id)
+            self._reply("unsubscribeSuccess", {"videoId": video_id, "subscribed": False}, reply_to)
+        elif kind == "subscribe_tasks":
+            self._hub.subscribe_user(self.sub)
+            self._reply(
+                "subscribeTasksSuccess", {"userId": self.sub.user_id, "subscribed": True}, reply_to
+            )
+        else:
+            self._hub.unsubscribe_user(self.sub)
+            self._reply(
+                "unsubscribeTasksSuccess",
+                {"userId": self.sub.user_id, "subscribed": False},
+                reply_to,
+            )
+
+    def _auth(self, token: str, reply_to: str | int | None) -> None:
+        try:
+            principal = self._context.tokens.verify(token)
+        except TokenError as error:
+            self._reply("authFailed", {"error": error.message, "code": error.code}, reply_to)
+            return
+        if self.sub.user_id not in (None, principal.user_id):
+            self._reply(
+                "authFailed",
+                {
+                    "error": "this connection belongs to another user",
+                    "code": "ALREADY_AUTHENTICATED",
+                },
+                reply_to,
+            )
+            return
+        self._hub.authenticate(self.sub, principal.user_id, principal.expires_at_ms)
+        self._authenticated.set()
+        self._reply(
+            "authSuccess",
+            {
+                "userId": principal.user_id,
+                "username": principal.username,
+                "sessionId": principal.session_id,
+                "expiresAt": principal.expires_at_ms,
+            },
+            reply_to,
+        )
+
+    async def _subscribe_task(self, video_id: str, reply_to: str | int | None) -> None:
+        """Subscribe first, then read the snapshot: events in between are held, not lost."""
+        if video_id not in self.sub.tasks and len(self.sub.tasks) >= MAX_TASK_SUBSCRIPTIONS:
+            raise BadMessage("TOO_MANY_SUBSCRIPTIONS", f"at most {MAX_TASK_SUBSCRIPTIONS} tasks")
+        self._hub.subscribe_task(self.sub, video_id)
+        try:
+            task = await self._context.services.storage.tasks.get(video_id)
+        except BaseException:
+            self._hub.unsubscribe_task(self.sub, video_id)
+            raise
+        if task is None or task.user_id != self.sub.user_id:
+            self._hub.unsubscribe_task(self.sub, video_id)
+            raise BadMessage("TASK_NOT_FOUND", f"No task {video_id[:MAX_ID_LENGTH]}.")
+        self._reply("subscribeSuccess", {"videoId": video_id, "subscribed": True}, reply_to)
+        self._reply("taskStatus", task_wire(task))
+        self._hub.release(self.sub, video_id, task.seq)
+
+
+@blueprint.websocket("/ws")
+async def endpoint() -> None:
+    context = ctx()
+    await websocket.accept()
+    await Connection(context, context.services.runtime.hub).run()
