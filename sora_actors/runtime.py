@@ -16,7 +16,7 @@ from .hub import Hub
 from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
 from .settings import Settings
 from .storage import Storage
-from .supervisor import RestartIntensity, Supervisor
+from .supervisor import LeaseConfig, RestartIntensity, Supervisor
 from .task import ActorConfig
 from .upstream import OpenAICompatProvider, Provider, SimulatorConfig, UpstreamConfig
 from .upstream.simulator import serve_simulator
@@ -49,6 +49,7 @@ def actor_config(settings: Settings) -> ActorConfig:
 
 def upstream_config(settings: Settings, base_url: str, api_key: str) -> UpstreamConfig:
     return UpstreamConfig(
+        user_agent=f"sora-actors/{settings.resolved_instance_id}",
         base_url=base_url,
         api_key=api_key,
         auth_style=settings.upstream_auth_style,
@@ -97,6 +98,14 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
                 intensity=RestartIntensity(
                     max_restarts=settings.actor_max_restarts,
                     period_s=settings.actor_restart_period_seconds,
+                ),
+                lease=LeaseConfig(
+                    owner=settings.resolved_instance_id,
+                    lease_s=settings.lease_seconds,
+                    heartbeat_s=settings.lease_heartbeat_seconds,
+                    claim_interval_s=settings.claim_interval_seconds,
+                    # One SQLite file serves one process (storage enforces it).
+                    exclusive=storage.dialect == "sqlite",
                 ),
             )
             resumed: int = await nursery.start(supervisor.run)

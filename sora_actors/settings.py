@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,6 +54,10 @@ class Settings(BaseModel):
     upstream_max_concurrent_jobs: int = Field(default=50, gt=0)
     simulator_time_scale: float = Field(default=1.0, gt=0)
     polling_speedup: float = Field(default=1.0, gt=0)
+    instance_id: str = ""
+    lease_seconds: float = Field(default=10.0, gt=0)
+    lease_heartbeat_seconds: float = Field(default=3.0, gt=0)
+    claim_interval_seconds: float = Field(default=2.0, gt=0)
     task_deadline_seconds: float = Field(default=3600.0, gt=0)
     submit_settle_seconds: float = Field(default=60.0, ge=0)
     actor_max_restarts: int = Field(default=5, ge=0)
@@ -92,6 +97,11 @@ class Settings(BaseModel):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @property
+    def resolved_instance_id(self) -> str:
+        """This process's name in task leases: the setting, else host and pid."""
+        return self.instance_id or f"{socket.gethostname()}-{os.getpid()}"
 
     @property
     def is_production(self) -> bool:

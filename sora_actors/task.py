@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,10 @@ from .upstream import (
 )
 
 log = logging.getLogger("sora_actors.task")
+
+
+class LeaseLost(Exception):
+    """This instance no longer holds the task's lease: its actor must stop at once."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class TaskActor:
         config: ActorConfig,
         mailbox: trio.MemoryReceiveChannel[Command],
         ledger: PollLedger,
+        lease_ok: Callable[[], bool] = lambda: True,
     ) -> None:
         self.task = task
         self._storage = storage
@@ -115,6 +121,7 @@ class TaskActor:
         self._config = config
         self._mailbox = mailbox
         self._ledger = ledger
+        self._lease_ok = lease_ok
         self._deadline = _remaining_to_trio(task.deadline_at, config.task_deadline_s)
         self._settle_at = self._settle_deadline()
         self._fetch_failures = 0
@@ -133,6 +140,9 @@ class TaskActor:
             await self._drain_mailbox()
             if self.task.terminal:
                 break
+            if not self._lease_ok():
+                # Another instance may have adopted the task: never act on it alongside.
+                raise LeaseLost(self.task.video_id)
             if trio.current_time() >= self._deadline:
                 await self._fail(ErrorCode.DEADLINE_EXCEEDED, "the task did not finish in time")
                 break

@@ -211,6 +211,7 @@ async def create_task(
 ) -> tuple[Task, bool]:
     """Store a task and start its actor; ``(task, created)``."""
     services = ctx().services
+    supervisor = services.runtime.supervisor
     video_id = f"video_{uuid.uuid4()}"
     new = NewTask(
         video_id=video_id,
@@ -226,6 +227,9 @@ async def create_task(
         request_hash=_request_hash(body, image) if idempotency_key else None,
         remixed_from_video_id=remixed_from,
         deadline_at=wall_ms() + int(services.settings.task_deadline_seconds * 1000),
+        # Created here, run here: no other instance has to discover it.
+        owner=supervisor.owner,
+        lease_expires_at=supervisor.new_lease_until(),
     )
     try:
         task, created = await services.storage.tasks.create(
@@ -237,7 +241,7 @@ async def create_task(
             "IDEMPOTENCY_KEY_REUSED",
             "This Idempotency-Key was already used with a different request.",
         ) from clash
-    services.runtime.supervisor.start(task)
+    supervisor.start(task)
     return task, created
 
 

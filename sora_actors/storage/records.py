@@ -120,6 +120,8 @@ class NewTask:
     request_hash: str | None = None
     remixed_from_video_id: str | None = None
     deadline_at: int | None = None
+    owner: str | None = None  # the instance that will run its actor, and until when
+    lease_expires_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from typing import Any
 from .accounts import AccountStore
 from .content import ContentRecords
 from .database import Database, open_database
+from .leases import LeaseStore
 from .tasks import TaskStore
 
 
@@ -23,6 +24,7 @@ class Storage:
         self.database = database
         self.accounts = AccountStore(database)
         self.tasks = TaskStore(database)
+        self.leases = LeaseStore(database)
         self.content = ContentRecords(database)
 
     @property

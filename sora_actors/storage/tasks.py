@@ -73,8 +73,8 @@ async def _create(conn: Any, new: NewTask, activity: Activity) -> tuple[Task, bo
         "request_hash": new.request_hash,
         "upstream_expires_at": None,
         "deadline_at": new.deadline_at,
-        "owner": None,
-        "lease_expires_at": None,
+        "owner": new.owner,
+        "lease_expires_at": new.lease_expires_at,
         "created_at": now,
         "updated_at": now,
         "started_at": None,
@@ -292,8 +292,7 @@ class TaskStore:
 
 
 _RECORD_POLL = (
-    "UPDATE video_tasks SET poll_count = poll_count + :n, last_poll_at = :at "
-    "WHERE video_id = :vid"
+    "UPDATE video_tasks SET poll_count = poll_count + :n, last_poll_at = :at WHERE video_id = :vid"
 )
 
 

@@ -49,6 +49,8 @@ class UpstreamConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     download_chunk_size: int = 64 * 1024
     max_connections: int = 20
+    # Sent as User-Agent: names the sora-actors instance in the upstream's logs.
+    user_agent: str = "sora-actors"
 
     def auth_header(self) -> str:
         """Value of the Authorization header for this auth style."""

@@ -230,8 +230,8 @@ class Engine:
         self.faults_injected: Counter[str] = Counter()
         self.requests_total = 0
         self.peak_active_by_key: Counter[str] = Counter()
-        # (trio time, key, op, job id or "", outcome, retry_after_s or None)
-        self.request_log: deque[tuple[float, str, str, str, str, float | None]] = deque(
+        # (trio time, key, op, job id or "", outcome, retry_after_s or None, client)
+        self.request_log: deque[tuple[float, str, str, str, str, float | None, str]] = deque(
             maxlen=50_000
         )
 
@@ -308,20 +308,28 @@ class Engine:
 
     # -- admission ----------------------------------------------------------
     def log(
-        self, key: str, op: str, job_id: str, outcome: str, retry_after_s: float | None = None
+        self,
+        key: str,
+        op: str,
+        job_id: str,
+        outcome: str,
+        retry_after_s: float | None = None,
+        client: str = "",
     ) -> None:
-        self.request_log.append((trio.current_time(), key, op, job_id, outcome, retry_after_s))
+        self.request_log.append(
+            (trio.current_time(), key, op, job_id, outcome, retry_after_s, client)
+        )
 
-    def admit(self, key: str, op: str, job_id: str = "") -> None:
+    def admit(self, key: str, op: str, job_id: str = "", client: str = "") -> None:
         """Count the request; raise EngineError on an injected fault or a per-key limit."""
         self.requests_total += 1
         try:
             self._admit(key, op)
         except EngineError as e:
             self.refused[e.reason] += 1
-            self.log(key, op, job_id, f"refused:{e.reason}", e.retry_after_s)
+            self.log(key, op, job_id, f"refused:{e.reason}", e.retry_after_s, client)
             raise
-        self.log(key, op, job_id, "ok")
+        self.log(key, op, job_id, "ok", client=client)
 
     def _admit(self, key: str, op: str) -> None:
         f = self.faults
@@ -382,8 +390,8 @@ class Engine:
             if rate and self._fault_rng.random() < rate:
                 self.faults_injected[name] += 1
                 if self.request_log:  # callers roll right after admit(): the last entry is theirs
-                    t, key, op_, job_id, _, ra = self.request_log[-1]
-                    self.request_log[-1] = (t, key, op_, job_id, f"ok+{name}", ra)
+                    t, key, op_, job_id, _, ra, client = self.request_log[-1]
+                    self.request_log[-1] = (t, key, op_, job_id, f"ok+{name}", ra, client)
                 return name
         return None
 

@@ -100,7 +100,7 @@ class OpenAICompatProvider:
                 max_connections=config.max_connections,
                 max_keepalive_connections=config.max_connections,
             ),
-            headers={"authorization": config.auth_header(), "user-agent": "sora-actors"},
+            headers={"authorization": config.auth_header(), "user-agent": config.user_agent},
         )
 
     async def __aenter__(self) -> Self:

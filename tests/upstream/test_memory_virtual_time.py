@@ -121,7 +121,7 @@ async def test_429_from_key_window_closes_gate_until_retry_after(
         assert e.value.kind is ErrorKind.RATE_LIMITED and e.value.retry_after_s == pytest.approx(7)
         await p.get(job.id)  # the gate holds it back to exactly t0+10
         assert trio.current_time() - t0 == pytest.approx(10)
-        log = [(t - t0, outcome) for t, _, _, _, outcome, _ in p.engine.request_log]
+        log = [(t - t0, outcome) for t, _, _, _, outcome, _, _ in p.engine.request_log]
         assert log == [
             (0, "ok"),
             (pytest.approx(3), "ok"),

@@ -156,7 +156,7 @@ class SimulatorApp:
             op, job_id = "remix", m_sub.group(1)
         else:
             raise EngineError(404, f"Invalid URL ({req.method} {req.path})", code="unknown_url")
-        eng.admit(key, op, job_id)
+        eng.admit(key, op, job_id, client=req.headers.get("user-agent", ""))
         extra: list[tuple[str, str]] = []
         if op == "create":
             st = eng.state(self.create(key, req))
@@ -301,8 +301,16 @@ class SimulatorApp:
             return _json(
                 200,
                 [
-                    {"t": t, "key": k, "op": op, "job_id": j, "outcome": o, "retry_after_s": ra}
-                    for t, k, op, j, o, ra in eng.request_log
+                    {
+                        "t": t,
+                        "key": k,
+                        "op": op,
+                        "job_id": j,
+                        "outcome": o,
+                        "retry_after_s": ra,
+                        "client": c,
+                    }
+                    for t, k, op, j, o, ra, c in eng.request_log
                 ],
             )
         if path == "/__admin/faults" and req.method in ("POST", "PUT"):
