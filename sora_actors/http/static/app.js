@@ -324,9 +324,11 @@ async function play(item, fresh = false) {
   const task = state.tasks.get(item.dataset.videoId);
   const video = $("video", item);
   const player = $(".player", item);
+  const toggle = $("[data-action=play]", item);
   if (!fresh && !player.hidden) {
     video.pause();
     player.hidden = true;
+    toggle.textContent = "Play";
     return;
   }
   let url = fresh ? null : task?.videoUrl;
@@ -340,6 +342,7 @@ async function play(item, fresh = false) {
   }
   if (task?.thumbnailUrl) video.poster = task.thumbnailUrl;
   player.hidden = false;
+  toggle.textContent = "Hide";
   if (video.getAttribute("src") !== url) video.src = url;
   video.play().catch(() => {
     // Autoplay may be refused; the controls are there to start it by hand.
