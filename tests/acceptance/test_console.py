@@ -127,6 +127,8 @@ async def test_register_submit_watch_live_progress_and_play(server: LiveServer) 
     assert any(0 < value < 100 for value in values), mine
     assert values == sorted(values), mine
     assert mine[-1] == ("COMPLETED", 100)
+    # While offline the page could not know; it caught up after reconnecting.
+    assert seen["stale_while_offline"] == "PROCESSING"
     assert seen["playing"]["width"] > 0 and seen["playing"]["duration"] > 0
     assert seen["playing"]["src"].startswith(server.base_url)
 

@@ -82,10 +82,24 @@ def journey(page: Page, base_url: str) -> dict[str, Any]:
         arg=video_id,
     )
 
-    # Drop the live connection mid-flight: the page reconnects, re-authenticates and
-    # resubscribes by itself (and the server sends snapshots).
-    page.evaluate("state.socket.close()")
+    # Drop the live connection mid-flight and keep it down (the page's reconnect attempts
+    # are held back) until the task has finished on the server: the page must show the
+    # stale state, then catch up by itself once it reconnects, re-authenticates and
+    # resubscribes.
+    page.evaluate("window.__connect = connect; connect = () => {}; state.socket.close()")
     expect(page.locator("#live")).to_have_attribute("data-state", "connecting")
+    token = page.evaluate("localStorage.getItem('sora.console.token')")
+    for _ in range(300):
+        answer = page.request.get(
+            f"{base_url}/api/video/tasks/{video_id}", headers={"Authorization": f"Bearer {token}"}
+        )
+        if answer.json()["data"]["status"] == "COMPLETED":
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError("the task did not complete on the server")
+    stale = first.get_attribute("data-status")
+    page.evaluate("connect = window.__connect; connect()")
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     expect(first).to_have_attribute("data-status", "COMPLETED", timeout=30_000)
     expect(first.locator(".progress")).to_have_attribute("aria-valuenow", "100")
@@ -126,6 +140,7 @@ def journey(page: Page, base_url: str) -> dict[str, Any]:
     expect(page.locator("#stats")).to_contain_text("4 total")
     return {
         "video_id": video_id,
+        "stale_while_offline": stale,
         "playing": playing,
         "changes": page.evaluate("window.__changes"),
         "failure_text": failed.locator(".task-error").inner_text(),
