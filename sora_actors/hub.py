@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -239,8 +239,16 @@ class Hub:
     def connections(self) -> int:
         return len(self._subscribers)
 
-    def subscribers(self) -> Iterable[Subscriber]:
+    def subscribers(self) -> Sequence[Subscriber]:
         return tuple(self._subscribers.values())
+
+    def watched_tasks(self) -> list[str]:
+        """Tasks some connection here follows one by one (for cross-instance catch-up)."""
+        return list(self._by_task)
+
+    def watched_users(self) -> list[str]:
+        """Users some connection here follows wholesale (``subscribe_tasks``)."""
+        return list(self._by_user)
 
     def get(self, connection_id: str) -> Subscriber | None:
         return self._subscribers.get(connection_id)
@@ -328,11 +336,6 @@ class Hub:
         targets = by_task | by_user if by_task and by_user else by_task or by_user or set()
         for subscriber in tuple(targets):  # a copy: an overflowing subscriber leaves the sets
             subscriber._offer(task.video_id, task.seq, task.terminal, frames)
-
-    def broadcast(self, frames: Frames, *, key: str) -> None:
-        """The same frames to every connection (heartbeats); a waiting one is replaced."""
-        for subscriber in tuple(self._subscribers.values()):
-            subscriber.send(frames, key=key)
 
     def sweep(self) -> None:
         """Kill subscribers stuck past ``stuck_seconds`` or whose token has expired."""

@@ -14,6 +14,7 @@ import trio
 from .content import ContentKeeper, LocalContentStore
 from .hub import Hub
 from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
+from .relay import Relay
 from .settings import Settings
 from .storage import Storage
 from .supervisor import LeaseConfig, RestartIntensity, Supervisor
@@ -109,6 +110,7 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
                 ),
             )
             resumed: int = await nursery.start(supervisor.run)
+            nursery.start_soon(Relay(storage, hub, supervisor).run, name="event relay")
             nursery.start_soon(content.sweep_forever, name="content retention sweep")
             yield Runtime(provider, hub, supervisor, base_url, resumed, content)
             nursery.cancel_scope.cancel()

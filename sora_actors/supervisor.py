@@ -216,6 +216,12 @@ class Supervisor:
                     log.warning("lease of task %s ran out here: stopping its actor", video_id)
                     self._stop(video_id)
 
+    def ended_elsewhere(self, video_id: str) -> None:
+        """Another instance ended this task (say, a cancel it received): stop our actor."""
+        if video_id in self._scopes:
+            log.info("task %s ended elsewhere: stopping its actor here", video_id)
+            self._stop(video_id)
+
     def _stop(self, video_id: str) -> None:
         scope = self._scopes.get(video_id)
         if scope is not None:

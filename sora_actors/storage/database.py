@@ -160,6 +160,15 @@ class Database:
     def dialect(self) -> str:
         return self._engine.dialect
 
+    @property
+    def url(self) -> str:
+        return self._engine.url
+
+    @property
+    def bridge(self) -> AsyncioBridge:
+        """For the few long-lived asyncio jobs storage runs itself (the LISTEN connection)."""
+        return self._bridge
+
     async def run(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(connection, ...)`` as one transaction."""
         result: T = await self._call(self._engine.unit, fn, *args, **kwargs)

@@ -18,6 +18,7 @@ from ..clock import wall_ms
 from .accounts import insert_activity
 from .database import Database
 from .errors import Conflict
+from .notify import announce
 from .records import TERMINAL_STATUSES, Activity, NewTask, Task, TaskPage
 from .tables import task_inputs, video_tasks
 
@@ -38,7 +39,7 @@ async def _by_id(conn: Any, video_id: str) -> Task | None:
     return Task.from_row(row) if row is not None else None
 
 
-async def _create(conn: Any, new: NewTask, activity: Activity) -> tuple[Task, bool]:
+async def _create(conn: Any, new: NewTask, activity: Activity, notify: bool) -> tuple[Task, bool]:
     if new.idempotency_key is not None:
         row = await conn.fetch_one(
             sa.select(video_tasks).where(
@@ -95,6 +96,8 @@ async def _create(conn: Any, new: NewTask, activity: Activity) -> tuple[Task, bo
             )
         )
     await insert_activity(conn, activity, now)
+    if notify:
+        await announce(conn, new.video_id, 1, new.user_id)
     return Task.from_row(values), True
 
 
@@ -115,6 +118,7 @@ async def _change(
     changes: Mapping[str, Any],
     activity: Activity | None,
     bump: bool,
+    notify: bool,
 ) -> Task:
     now = wall_ms()
     values: dict[str, Any] = {**changes, "updated_at": now}
@@ -142,7 +146,10 @@ async def _change(
         raise StaleTask(video_id)
     if activity is not None:
         await insert_activity(conn, activity, now)
-    return Task.from_row(row)
+    task = Task.from_row(row)
+    if bump and notify:
+        await announce(conn, task.video_id, task.seq, task.user_id)
+    return task
 
 
 async def _list(
@@ -219,6 +226,8 @@ class TaskStore:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        # Other instances hear of every announced change (PostgreSQL LISTEN/NOTIFY).
+        self._notify = database.dialect == "postgresql"
 
     async def create(self, new: NewTask, activity: Activity) -> tuple[Task, bool]:
         """Store a new task (+ its image, + the activity); ``(task, created)``.
@@ -227,7 +236,7 @@ class TaskStore:
         request hash matches, Conflict(field="idempotency_key") when it does not.
         """
         try:
-            return await self._db.run(_create, new, activity)
+            return await self._db.run(_create, new, activity, self._notify)
         except Conflict:
             if new.idempotency_key is None:
                 raise
@@ -262,7 +271,9 @@ class TaskStore:
         ``bump`` adds one to ``seq`` (every announced change does; a bare poll count does
         not). ``poll_count="+1"`` increments; ``progress`` never decreases. Raises StaleTask.
         """
-        return await self._db.run(_change, task.video_id, task.seq, changes, activity, bump)
+        return await self._db.run(
+            _change, task.video_id, task.seq, changes, activity, bump, self._notify
+        )
 
     async def page(
         self,
@@ -308,3 +319,29 @@ async def record_polls(database: Database, polls: dict[str, tuple[int, int]]) ->
     """
     entries = [{"vid": vid, "n": n, "at": at} for vid, (n, at) in polls.items()]
     await database.run(_record_polls, entries)
+
+
+async def _many(conn: Any, video_ids: list[str]) -> list[Task]:
+    rows = await conn.fetch_all(sa.select(video_tasks).where(_T.video_id.in_(video_ids)))
+    return [Task.from_row(row) for row in rows]
+
+
+async def _changed_since(conn: Any, user_ids: list[str], since: int) -> list[Task]:
+    rows = await conn.fetch_all(
+        sa.select(video_tasks).where(_T.user_id.in_(user_ids), _T.updated_at >= since)
+    )
+    return [Task.from_row(row) for row in rows]
+
+
+async def tasks_by_ids(database: Database, video_ids: list[str]) -> list[Task]:
+    """Current rows of these tasks (one statement)."""
+    if not video_ids:
+        return []
+    return await database.read(_many, video_ids)
+
+
+async def tasks_changed_since(database: Database, user_ids: list[str], since: int) -> list[Task]:
+    """Tasks of these users changed at or after ``since`` (wall ms)."""
+    if not user_ids:
+        return []
+    return await database.read(_changed_since, user_ids, since)

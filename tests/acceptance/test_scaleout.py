@@ -1,0 +1,283 @@
+"""Three `sora-actors serve` processes on one PostgreSQL and one simulator.
+
+300 tasks spread over the instances; a WebSocket client on A follows every task, wherever
+its actor runs; instance B is SIGKILLed mid-flight and PostgreSQL is restarted during the
+run. Every task must end COMPLETED, no upstream job may be created twice, and no job may
+be polled by two instances in overlapping lease periods (the simulator logs which instance
+sent each request).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import trio
+from trio_websocket import open_websocket_url
+
+from tests.acceptance.test_crash_recovery import free_port
+from tests.conftest import TEST_SECRET
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+TASKS = 300
+API_KEY = "sk-scaleout"
+INSTANCES = ("A", "B", "C")
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture
+def simulator() -> Iterator[str]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sora_actors.cli",
+            "simulator",
+            "--port",
+            "0",
+            "--time-scale",
+            "30",
+            "--seed",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        yield line.split()[3]
+    finally:
+        process.kill()
+        process.wait()
+
+
+def start(
+    name: str, database_url: str, data_dir: Path, upstream: str, port: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SORA_INSTANCE_ID": name,
+        "SORA_DATABASE_URL": database_url,
+        "SORA_DATA_DIR": str(data_dir / name),
+        "SORA_JWT_SECRET": TEST_SECRET,
+        "SORA_BCRYPT_ROUNDS": "4",
+        "SORA_UPSTREAM_URL": upstream,
+        "SORA_UPSTREAM_API_KEY": API_KEY,
+        "SORA_UPSTREAM_MAX_REQUESTS_PER_SECOND": "1000",
+        "SORA_UPSTREAM_MAX_CONCURRENT_JOBS": "1000",
+        "SORA_POLLING_SPEEDUP": "10",
+        "SORA_SUBMIT_SETTLE_SECONDS": "2",
+        "SORA_LEASE_SECONDS": "4",
+        "SORA_LEASE_HEARTBEAT_SECONDS": "1",
+        "SORA_CLAIM_INTERVAL_SECONDS": "1",
+    }
+    (data_dir / name).mkdir(parents=True, exist_ok=True)
+    log = (data_dir / f"{name}-{uuid.uuid4().hex[:4]}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "sora_actors.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+
+
+async def wait_up(url: str) -> None:
+    async with httpx2.AsyncClient(base_url=url, timeout=5) as client:
+        with trio.fail_after(30):
+            while True:
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        return
+                except httpx2.TransportError:
+                    pass
+                await trio.sleep(0.1)
+
+
+def restart_postgres() -> None:
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        capture_output=True,
+    )
+
+
+async def follow(url: str, token: str, messages: list[dict[str, Any]], ready: trio.Event) -> None:
+    """A WebSocket client on one instance, following all of the user's tasks."""
+    ws = url.replace("http://", "ws://") + "/ws"
+    async with open_websocket_url(ws) as connection:
+        for kind in ("auth", "subscribe_tasks"):
+            payload = {"token": token} if kind == "auth" else {}
+            await connection.send_message(
+                json.dumps({"type": kind, "id": kind, "timestamp": 0, "payload": payload})
+            )
+        while True:
+            message = json.loads(await connection.get_message())
+            messages.append(message)
+            if message["type"] == "subscribeTasksSuccess" or (
+                message["type"] == "subscribeSuccess" and message.get("id") == "subscribe_tasks"
+            ):
+                ready.set()
+
+
+@pytest.fixture
+def local_cluster() -> None:
+    """The test restarts PostgreSQL, so it needs the local cluster (CI always has it)."""
+    if not Path("/etc/postgresql").is_dir() and os.environ.get("CI") != "true":
+        pytest.skip("needs a local PostgreSQL cluster this test may restart")
+
+
+async def test_three_instances_share_work_survive_a_kill_and_a_database_restart(
+    postgres_url: str, tmp_path: Path, simulator: str, local_cluster: None
+) -> None:
+    ports = {name: free_port() for name in INSTANCES}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    processes = {
+        name: start(name, postgres_url, tmp_path, simulator, ports[name]) for name in INSTANCES
+    }
+    messages: list[dict[str, Any]] = []
+    created_on: dict[str, str] = {}
+    prompts: dict[str, str] = {}
+    try:
+        for url in urls.values():
+            await wait_up(url)
+        async with httpx2.AsyncClient(timeout=10) as client:
+            await client.post(
+                urls["A"] + "/api/auth/register",
+                json={"username": "scale", "password": "password-1"},
+            )
+            login = await client.post(
+                urls["A"] + "/api/auth/login", json={"username": "scale", "password": "password-1"}
+            )
+            token = login.json()["data"]["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            async with trio.open_nursery() as nursery:
+                ready = trio.Event()
+                nursery.start_soon(follow, urls["A"], token, messages, ready)
+                with trio.fail_after(10):
+                    await ready.wait()
+
+                for i, name in zip(range(TASKS), itertools.cycle(INSTANCES), strict=False):
+                    prompt = f"scale {i} {uuid.uuid4().hex[:6]}"
+                    response = await client.post(
+                        urls[name] + "/api/video/tasks", json={"prompt": prompt}, headers=headers
+                    )
+                    assert response.status_code == 201, response.text
+                    video_id = response.json()["data"]["videoId"]
+                    created_on[video_id] = name
+                    prompts[video_id] = prompt
+
+                await trio.sleep(1.5)
+                processes["B"].send_signal(signal.SIGKILL)
+                processes["B"].wait()
+                await trio.sleep(1.0)
+                await trio.to_thread.run_sync(restart_postgres)
+
+                with trio.fail_after(180):
+                    while True:
+                        try:
+                            page = await client.get(
+                                urls["A"] + "/api/video/tasks?pageSize=100&order=asc",
+                                headers=headers,
+                            )
+                            data = page.json()["data"] if page.status_code == 200 else None
+                        except httpx2.TransportError:
+                            data = None
+                        if data is not None:
+                            tasks = await _all_tasks(client, urls["A"], headers)
+                            if len(tasks) == TASKS and all(t["status"] in TERMINAL for t in tasks):
+                                break
+                        await trio.sleep(0.5)
+                # Give the WebSocket a moment to receive the last terminal events.
+                with trio.move_on_after(15):
+                    while len(_terminal_ids(messages)) < TASKS:
+                        await trio.sleep(0.2)
+                nursery.cancel_scope.cancel()
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            process.wait(timeout=30)
+
+    statuses = Counter(t["status"] for t in tasks)
+    assert statuses == {"COMPLETED": TASKS}, statuses
+
+    # The client on A saw every task end, including those created on (and run by) B and C.
+    assert _terminal_ids(messages) == set(created_on)
+    for message in messages:
+        if message["type"] == "taskCompleted":
+            assert message["payload"]["externalVideoId"]
+
+    # The upstream's view: one job per task, never polled by two instances at once.
+    async with httpx2.AsyncClient(timeout=10) as upstream:
+        root = simulator.rsplit("/v1", 1)[0]
+        log = (await upstream.get(root + "/__admin/requests")).json()
+        jobs = await _all_jobs(upstream, simulator)
+    assert Counter(job["prompt"] for job in jobs).most_common(1)[0][1] == 1
+    job_of_prompt = {job["prompt"]: job["id"] for job in jobs}
+    assert {t["externalVideoId"] for t in tasks} == {
+        job_of_prompt[prompts[t["videoId"]]] for t in tasks
+    }
+    polls: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for entry in log:
+        if entry["op"] == "retrieve" and entry["job_id"]:
+            polls[entry["job_id"]].append((entry["t"], entry["client"]))
+    adopted = 0
+    for job_id, seen in polls.items():
+        runs = [client for client, _ in itertools.groupby(c for _, c in sorted(seen))]
+        assert len(runs) == len(set(runs)), f"job {job_id} polled by {runs}: overlapping owners"
+        adopted += len(runs) > 1
+    assert adopted > 0, "B's tasks should have moved to another instance"
+    assert "sora-actors/B" in {c for seen in polls.values() for _, c in seen}
+
+
+def _terminal_ids(messages: list[dict[str, Any]]) -> set[str]:
+    return {
+        m["payload"]["videoId"]
+        for m in messages
+        if m["type"] in ("taskCompleted", "taskFailed", "taskCancelled")
+    }
+
+
+async def _all_tasks(
+    client: httpx2.AsyncClient, url: str, headers: dict[str, str]
+) -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = "pageSize=100&order=asc" + (f"&cursor={cursor}" if cursor else "")
+        data = (await client.get(f"{url}/api/video/tasks?{query}", headers=headers)).json()["data"]
+        tasks += data["tasks"]
+        cursor = data["nextCursor"]
+        if cursor is None:
+            return tasks
+
+
+async def _all_jobs(client: httpx2.AsyncClient, simulator: str) -> list[dict[str, Any]]:
+    jobs: list[dict[str, Any]] = []
+    after = None
+    while True:
+        params: dict[str, Any] = {"limit": 100, **({"after": after} if after else {})}
+        page = (
+            await client.get(
+                f"{simulator}/videos", params=params, headers={"Authorization": f"Bearer {API_KEY}"}
+            )
+        ).json()
+        jobs += page["data"]
+        if not page["has_more"]:
+            return jobs
+        after = page["last_id"]
