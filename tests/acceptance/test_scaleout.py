@@ -281,3 +281,66 @@ async def _all_jobs(client: httpx2.AsyncClient, simulator: str) -> list[dict[str
         if not page["has_more"]:
             return jobs
         after = page["last_id"]
+
+
+async def test_cancel_reaches_an_actor_on_another_instance(
+    postgres_url: str, tmp_path: Path, simulator: str
+) -> None:
+    ports = {name: free_port() for name in ("A", "B")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    processes = {name: start(name, postgres_url, tmp_path, simulator, ports[name]) for name in urls}
+    try:
+        for url in urls.values():
+            await wait_up(url)
+        async with httpx2.AsyncClient(timeout=10) as client:
+            await client.post(
+                urls["A"] + "/api/auth/register", json={"username": "cross", "password": "password-1"}
+            )
+            login = await client.post(
+                urls["B"] + "/api/auth/login", json={"username": "cross", "password": "password-1"}
+            )
+            assert login.status_code == 200, login.text
+            headers = {"Authorization": f"Bearer {login.json()['data']['token']}"}
+            created = await client.post(
+                urls["A"] + "/api/video/tasks",
+                json={"prompt": "cancel me elsewhere"},
+                headers=headers,
+            )
+            video_id = created.json()["data"]["videoId"]
+            with trio.fail_after(20):  # wait until A's actor is polling the upstream job
+                while True:
+                    task = (
+                        await client.get(f"{urls['B']}/api/video/tasks/{video_id}", headers=headers)
+                    ).json()["data"]
+                    if task["pollCount"] >= 1:
+                        break
+                    await trio.sleep(0.1)
+            cancelled = await client.post(
+                f"{urls['B']}/api/video/tasks/{video_id}/cancel", headers=headers
+            )
+            assert cancelled.status_code == 200, cancelled.text
+            assert cancelled.json()["data"]["status"] == "CANCELLED"
+            root = simulator.rsplit("/v1", 1)[0]
+            before = [
+                e
+                for e in (await client.get(root + "/__admin/requests")).json()
+                if e["job_id"] == task["externalVideoId"] and e["op"] == "retrieve"
+            ]
+            await trio.sleep(3)  # A polls every 0.5 s: it would have polled again by now
+            after = [
+                e
+                for e in (await client.get(root + "/__admin/requests")).json()
+                if e["job_id"] == task["externalVideoId"] and e["op"] == "retrieve"
+            ]
+            # At most one poll already under way when the notification arrived.
+            assert len(after) - len(before) <= 1
+            assert {e["client"] for e in after} == {"sora-actors/A"}
+            final = (
+                await client.get(f"{urls['A']}/api/video/tasks/{video_id}", headers=headers)
+            ).json()["data"]
+            assert final["status"] == "CANCELLED"
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            process.wait(timeout=30)
