@@ -138,12 +138,25 @@ def journey(page: Page, base_url: str) -> dict[str, Any]:
     remix = page.locator(".task", has_text="Make it night time")
     expect(remix.locator(".meta")).to_contain_text("remix")
     expect(page.locator("#stats")).to_contain_text("4 total")
+    changes = page.evaluate("window.__changes")
+    failure_text = failed.locator(".task-error").inner_text()
+
+    # A reload keeps the session (the stored token is re-checked); logging out ends it.
+    page.reload()
+    expect(page.locator("#who")).to_have_text("alice")
+    expect(page.locator(".task")).to_have_count(4)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    page.click("#logout")
+    expect(page.locator("#auth-view")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('sora.console.token')") is None
+    page.reload()
+    expect(page.locator("#auth-view")).to_be_visible()
     return {
         "video_id": video_id,
         "stale_while_offline": stale,
         "playing": playing,
-        "changes": page.evaluate("window.__changes"),
-        "failure_text": failed.locator(".task-error").inner_text(),
+        "changes": changes,
+        "failure_text": failure_text,
     }
 
 
