@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sora_actors.settings import Settings
-from tests.browser.chromium import run_in_browser
+from tests.browser.chromium import require_browser, run_in_browser
 from tests.conftest import make_settings
 from tests.harness import LiveServer, assert_error, live_server
 
@@ -49,6 +49,12 @@ def console_registered(monkeypatch: pytest.MonkeyPatch) -> None:
         return app
 
     monkeypatch.setattr(server, "create_app", create_app_with_console)
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Checked before the server starts, so that a skip is a plain skip with its reason."""
+    return require_browser()
 
 
 @pytest.fixture
@@ -104,7 +110,7 @@ async def test_nothing_outside_the_static_folder_is_served(server: LiveServer, p
 
 
 async def test_bad_credentials_and_duplicates_show_the_servers_message(
-    server: LiveServer,
+    chromium: str, server: LiveServer
 ) -> None:
     await server.register("taken")
     seen = await run_in_browser(
@@ -117,7 +123,9 @@ async def test_bad_credentials_and_duplicates_show_the_servers_message(
     assert seen["duplicate"] == assert_error(clash, 409, "USERNAME_TAKEN")["message"]
 
 
-async def test_register_submit_watch_live_progress_and_play(server: LiveServer) -> None:
+async def test_register_submit_watch_live_progress_and_play(
+    chromium: str, server: LiveServer
+) -> None:
     """The whole journey in one browser (see scenarios.journey), then checked on the server."""
     seen = await run_in_browser("journey", server.base_url, _shot(server, "journey"))
 
@@ -145,7 +153,7 @@ async def test_register_submit_watch_live_progress_and_play(server: LiveServer) 
 
 
 async def test_reference_image_is_sent_as_multipart_input_reference(
-    server: LiveServer, tmp_path: Path
+    chromium: str, server: LiveServer, tmp_path: Path
 ) -> None:
     await server.register("bob")
     image = tmp_path / "reference.png"
