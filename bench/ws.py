@@ -1,0 +1,276 @@
+"""Benchmark (run by hand): WebSocket push latency, memory per connection and CPU.
+
+This process runs a real sora-actors server (Hypercorn trio worker, SQLite in a temporary
+folder) and, once every client is subscribed, publishes synthetic task events straight into
+its hub at ``--rate`` events per second for ``--seconds`` (each event carries its publish
+time in ``message``). A separate client process (trio-websocket) opens ``--connections``
+connections, each authenticated with ``?token=`` and subscribed to its own task, and
+measures the time from publish to receipt.
+
+Prints: push latency p50/p99/max, server RSS growth per connection, server and client CPU.
+
+    python bench/ws.py [--connections 10000] [--rate 1000] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def raise_fd_limit() -> int:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def rss_kib(pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+# -- the client process ---------------------------------------------------------------
+
+
+async def client_main(plan: dict[str, Any]) -> None:
+    from trio_websocket import connect_websocket_url
+
+    url, token, video_ids = plan["url"], plan["token"], plan["videoIds"]
+    latencies: list[float] = []
+    measuring = False
+    ready = 0
+    all_ready = trio.Event()
+    failures = 0
+
+    async def one(video_id: str, limiter: trio.CapacityLimiter, nursery: trio.Nursery) -> None:
+        nonlocal ready, failures
+        try:
+            async with limiter:
+                connection = await connect_websocket_url(nursery, f"{url}?token={token}")
+                await connection.send_message(
+                    json.dumps({"type": "subscribe_task", "payload": {"videoId": video_id}})
+                )
+                while True:  # connected, authSuccess, subscribeSuccess, taskStatus
+                    if '"taskStatus"' in await connection.get_message():
+                        break
+        except Exception:
+            failures += 1
+            return
+        ready += 1
+        if ready + failures == len(video_ids):
+            all_ready.set()
+        while True:
+            raw = await connection.get_message()
+            if measuring and '"taskProgress"' in raw:
+                now = time.time_ns()
+                sent = int(json.loads(raw)["payload"]["message"])
+                latencies.append((now - sent) / 1e6)
+
+    async with trio.open_nursery() as nursery:
+        limiter = trio.CapacityLimiter(100)
+        for video_id in video_ids:
+            nursery.start_soon(one, video_id, limiter, nursery)
+        await all_ready.wait()
+        print(json.dumps({"ready": ready, "failures": failures}), flush=True)
+        stdin = trio.lowlevel.FdStream(os.dup(0))
+        buffer = b""
+        while b"STOP" not in buffer:
+            if b"GO" in buffer:
+                measuring = True
+                buffer = buffer.replace(b"GO", b"")
+            chunk = await stdin.receive_some(64)
+            if not chunk:
+                break
+            buffer += chunk
+        result = {
+            "received": len(latencies),
+            "p50": percentile(latencies, 50) if latencies else None,
+            "p99": percentile(latencies, 99) if latencies else None,
+            "max": max(latencies) if latencies else None,
+            "rss_kib": rss_kib(),
+            "cpu_s": cpu_seconds(),
+        }
+        print(json.dumps(result), flush=True)
+        nursery.cancel_scope.cancel()
+
+
+# -- the server process ---------------------------------------------------------------
+
+
+async def server_main(args: argparse.Namespace) -> None:
+    from sora_actors.http.security import Tokens
+    from sora_actors.hub import TaskEvent
+    from sora_actors.lifecycle import Phase
+    from sora_actors.server import Running, run_server
+    from sora_actors.settings import load
+    from sora_actors.storage import Activity, NewTask
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-ws-"))
+    settings = load(
+        environ={},
+        overrides={
+            "data_dir": str(folder),
+            "jwt_secret": "bench-secret-" + "x" * 40,
+            "bcrypt_rounds": 4,
+            "shutdown_grace_seconds": 1.0,
+            "ws_heartbeat_seconds": 30.0,
+        },
+    )
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        running: Running = await nursery.start(
+            partial(run_server, settings, host="127.0.0.1", port=0, shutdown_trigger=stop.wait)
+        )
+        services = running.services
+        hub = services.runtime.hub
+        user = await services.storage.accounts.create_user("bench", None, "x", Activity("register"))
+        user_id = user.id
+        token, _ = Tokens(settings.jwt_secret, 86400).issue(user_id, "bench")
+        print(f"creating {args.connections} tasks ...", flush=True)
+        tasks = []
+        for _ in range(args.connections):
+            new = NewTask(
+                video_id=f"video_{uuid.uuid4()}",
+                user_id=user_id,
+                prompt="bench",
+                model="sora-2",
+                size="720x1280",
+                duration=4,
+                status="QUEUED",
+                phase=Phase.ACCEPTED.value,
+            )
+            task, _ = await services.storage.tasks.create(new, Activity("bench", user_id))
+            tasks.append(task)
+        plan = folder / "plan.json"
+        url = running.url.replace("http://", "ws://") + "/ws"
+        plan.write_text(
+            json.dumps({"url": url, "token": token, "videoIds": [t.video_id for t in tasks]})
+        )
+        rss_before = rss_kib()
+        started = time.monotonic()
+        process = await trio.lowlevel.open_process(
+            [sys.executable, __file__, "--client", str(plan)],
+            stdin=-1,
+            stdout=-1,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        lines = _lines(process.stdout)
+        ready = json.loads(await lines.__anext__())
+        print(
+            f"{ready['ready']} connections subscribed ({ready['failures']} failed) "
+            f"in {time.monotonic() - started:.1f} s; hub has {hub.connections}",
+            flush=True,
+        )
+        await trio.sleep(2)
+        rss_after = rss_kib()
+        await process.stdin.send_all(b"GO\n")
+        await trio.sleep(0.5)
+        cpu_start, client_cpu_start, wall_start = (
+            cpu_seconds(),
+            cpu_seconds(process.pid),
+            time.monotonic(),
+        )
+        seq = {t.video_id: t.seq for t in tasks}
+        per_tick = max(1, round(args.rate / 100))
+        index = 0
+        deadline = trio.current_time() + args.seconds
+        next_tick = trio.current_time()
+        published = 0
+        while trio.current_time() < deadline:
+            for _ in range(per_tick):
+                task = tasks[index % len(tasks)]
+                index += 1
+                seq[task.video_id] += 1
+                event = dataclasses.replace(
+                    task, seq=seq[task.video_id], status="PROCESSING", progress=50
+                )
+                hub.publish(TaskEvent(event, str(time.time_ns())))
+                published += 1
+            next_tick += 0.01
+            await trio.sleep_until(next_tick)
+        wall = time.monotonic() - wall_start
+        server_cpu = cpu_seconds() - cpu_start
+        client_cpu = cpu_seconds(process.pid) - client_cpu_start
+        await trio.sleep(1)
+        await process.stdin.send_all(b"STOP\n")
+        result = json.loads(await lines.__anext__())
+        await process.wait()
+        coalesced = sum(s.coalesced for s in hub.subscribers())
+        n = ready["ready"]
+        print(f"connections: {n}; events published: {published} in {wall:.1f} s")
+        print(
+            f"push latency (publish -> client receipt): p50 {result['p50']:.2f} ms, "
+            f"p99 {result['p99']:.2f} ms, max {result['max']:.2f} ms "
+            f"({result['received']} received; coalesced {coalesced}; closed slow {hub.killed})"
+        )
+        print(
+            f"server RSS: {rss_before / 1024:.0f} MiB before connections, "
+            f"{rss_after / 1024:.0f} MiB with them: "
+            f"{(rss_after - rss_before) / max(1, n):.1f} KiB per connection"
+        )
+        print(
+            f"CPU during the publish phase: server {100 * server_cpu / wall:.0f} % of a core, "
+            f"client {100 * client_cpu / wall:.0f} %; client RSS {result['rss_kib'] / 1024:.0f} MiB"
+        )
+        stop.set()
+
+
+async def _lines(stream: Any) -> Any:
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        yield line.decode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--rate", type=int, default=1000, help="task events per second")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    raise_fd_limit()
+    if args.client:
+        trio.run(client_main, json.loads(Path(args.client).read_text()))
+    else:
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)
+        trio.run(server_main, args)
+
+
+if __name__ == "__main__":
+    main()

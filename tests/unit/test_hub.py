@@ -1,0 +1,109 @@
+"""The hub alone: encode once, indexes, snapshot hold/release, coalescing, overflow."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import trio
+
+from sora_actors.hub import Frames, Hub, Subscriber, TaskEvent
+from sora_actors.storage import Task
+
+
+def make_task(video_id: str, user_id: str, seq: int = 1, status: str = "PROCESSING") -> Task:
+    values: dict[str, object] = {field.name: None for field in dataclasses.fields(Task)}
+    values.update(
+        video_id=video_id,
+        user_id=user_id,
+        status=status,
+        phase="POLLING",
+        progress=0,
+        prompt="p",
+        model="sora-2",
+        size="720x1280",
+        duration=4,
+        media_type="VIDEO",
+        poll_count=0,
+        seq=seq,
+        restarts=0,
+        created_at=0,
+        updated_at=0,
+    )
+    return Task(**values)  # type: ignore[arg-type]
+
+
+class CountingEncoder:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, event: TaskEvent) -> Frames:
+        self.calls += 1
+        return (f"{event.task.video_id}:{event.task.seq}:{event.task.status}",)
+
+
+async def drain(subscriber: Subscriber) -> list[str]:
+    """Everything queued, as the connection's sender would take it."""
+    out: list[str] = []
+    while subscriber.queued:
+        with trio.fail_after(1):
+            frames = await subscriber.next()
+        assert frames is not None
+        out.extend(frames)
+        subscriber.sent()
+    return out
+
+
+async def test_encoded_once_and_delivered_only_to_subscribers() -> None:
+    encoder = CountingEncoder()
+    hub = Hub(encoder, queue_size=8)
+    a1, a2, a_all, b_all = (hub.connect(name) for name in ("a1", "a2", "a_all", "b_all"))
+    for subscriber, user in ((a1, "A"), (a2, "A"), (a_all, "A"), (b_all, "B")):
+        hub.authenticate(subscriber, user, 2**62)
+    for subscriber in (a1, a2):
+        hub.subscribe_task(subscriber, "t1")
+        hub.release(subscriber, "t1", 1)
+    hub.subscribe_user(a_all)
+    hub.subscribe_user(b_all)
+    hub.subscribe_task(a_all, "t1")  # by task and by user: still delivered once
+    hub.release(a_all, "t1", 1)
+    hub.publish(TaskEvent(make_task("t1", "A", seq=2)))
+    hub.publish(TaskEvent(make_task("t9", "C", seq=2)))  # nobody listens: not even encoded
+    assert encoder.calls == 1
+    assert await drain(a1) == await drain(a2) == await drain(a_all) == ["t1:2:PROCESSING"]
+    assert b_all.queued == 0
+
+
+async def test_events_during_the_snapshot_read_are_held_then_filtered_by_seq() -> None:
+    hub = Hub(CountingEncoder(), queue_size=8)
+    subscriber = hub.connect("c")
+    hub.authenticate(subscriber, "A", 2**62)
+    hub.subscribe_task(subscriber, "t1")
+    for seq in (2, 3, 4):  # published while the snapshot is being read
+        hub.publish(TaskEvent(make_task("t1", "A", seq=seq)))
+    assert subscriber.queued == 0
+    subscriber.send(("snapshot at 3",))
+    hub.release(subscriber, "t1", 3)
+    hub.publish(TaskEvent(make_task("t1", "A", seq=3)))  # a replay: already covered
+    hub.publish(TaskEvent(make_task("t1", "A", seq=5)))
+    assert await drain(subscriber) == ["snapshot at 3", "t1:4:PROCESSING", "t1:5:PROCESSING"]
+
+
+async def test_slow_subscriber_coalesces_progress_keeps_terminals_and_overflows() -> None:
+    hub = Hub(CountingEncoder(), queue_size=4)
+    subscriber = hub.connect("slow")
+    hub.authenticate(subscriber, "A", 2**62)
+    hub.subscribe_user(subscriber)
+    for seq in range(2, 100):
+        hub.publish(TaskEvent(make_task("t1", "A", seq=seq)))
+    assert subscriber.queued == 4 and subscriber.high_water == 4
+    assert subscriber.coalesced == 98 - 4
+    hub.publish(TaskEvent(make_task("t1", "A", seq=100, status="COMPLETED")))
+    frames = await drain(subscriber)
+    assert frames[-1] == "t1:100:COMPLETED"
+    assert frames[-2] != "t1:99:PROCESSING"  # superseded by the terminal event
+    # Terminal events and other tasks' first progress are never coalesced: past twice the
+    # bound, the subscriber is closed instead of growing.
+    for index in range(9):
+        hub.publish(TaskEvent(make_task(f"x{index}", "A", seq=2, status="FAILED")))
+    assert subscriber.closed and subscriber.close_code == 4429
+    assert subscriber.queued == 0 and hub.get("slow") is None and hub.connections == 0
