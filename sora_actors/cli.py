@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import trio
 
 from . import __version__
+from .client import add_client_commands
 from .settings import Settings, SettingsError, load
 from .storage import StorageError, open_storage
 from .upstream.simulator import add_simulator_arguments
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_simulator_arguments(simulator)
     simulator.set_defaults(handler=_simulator)
+
+    add_client_commands(commands)
     return parser
 
 

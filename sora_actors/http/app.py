@@ -11,7 +11,7 @@ from quart_trio import QuartTrio
 from quart_trio.wrappers.request import TrioRequest
 
 from ..services import Services
-from . import accounts, content, cors, errors, health, tasks, ws
+from . import accounts, console, content, cors, errors, health, tasks, ws
 from .context import EXTENSION_KEY, HttpContext
 from .envelope import ApiError
 from .security import Passwords, Tokens
@@ -89,5 +89,6 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(content.blueprint)
     app.register_blueprint(ws.blueprint)
+    app.register_blueprint(console.blueprint)
     large_body(tasks.create)
     return app

@@ -302,8 +302,10 @@ class TaskStore:
         return await self._db.read(_claimed_external_ids, external_ids)
 
 
+# A task that ended meanwhile keeps the poll count it ended with.
 _RECORD_POLL = (
-    "UPDATE video_tasks SET poll_count = poll_count + :n, last_poll_at = :at WHERE video_id = :vid"
+    "UPDATE video_tasks SET poll_count = poll_count + :n, last_poll_at = :at "
+    "WHERE video_id = :vid AND status IN ('QUEUED', 'PROCESSING')"
 )
 
 

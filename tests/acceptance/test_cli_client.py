@@ -21,20 +21,6 @@ from tests.harness import LiveServer, live_server
 
 REPO = Path(__file__).resolve().parents[2]
 TIME_SCALE = 60.0
-# The CLI exactly as installed, plus the client commands if cli.py does not wire them yet.
-RUNNER = """
-import argparse, sys
-from sora_actors import cli, client
-build = cli.build_parser
-def build_parser():
-    parser = build()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "submit" not in commands.choices:
-        client.add_client_commands(commands)
-    return parser
-cli.build_parser = build_parser
-sys.exit(cli.main(sys.argv[1:]))
-"""
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
@@ -58,7 +44,7 @@ async def sora(*argv: str, env: dict[str, str] | None = None, timeout: float = 6
     clean.update(env or {})
     with trio.fail_after(timeout):
         done = await trio.run_process(
-            [sys.executable, "-c", RUNNER, *argv],
+            [sys.executable, "-m", "sora_actors.cli", *argv],
             cwd=REPO,
             env=clean,
             capture_stdout=True,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,30 +34,13 @@ def console_settings(tmp_path: Path, sqlite_url: str) -> Settings:
 
 
 @pytest.fixture
-def console_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until app.py registers the console blueprint, register it around create_app."""
-    from sora_actors import server
-    from sora_actors.http import console
-
-    original = server.create_app
-
-    def create_app_with_console(services: Any) -> Any:
-        app = original(services)
-        if "console" not in app.blueprints:
-            app.register_blueprint(console.blueprint)
-        return app
-
-    monkeypatch.setattr(server, "create_app", create_app_with_console)
-
-
-@pytest.fixture
 def chromium() -> str:
     """Checked before the server starts, so that a skip is a plain skip with its reason."""
     return require_browser()
 
 
 @pytest.fixture
-async def server(console_registered: None, console_settings: Settings) -> AsyncIterator[LiveServer]:
+async def server(console_settings: Settings) -> AsyncIterator[LiveServer]:
     async with live_server(console_settings) as running:
         yield running
 

@@ -294,7 +294,8 @@ async def test_cancel_reaches_an_actor_on_another_instance(
             await wait_up(url)
         async with httpx2.AsyncClient(timeout=10) as client:
             await client.post(
-                urls["A"] + "/api/auth/register", json={"username": "cross", "password": "password-1"}
+                urls["A"] + "/api/auth/register",
+                json={"username": "cross", "password": "password-1"},
             )
             login = await client.post(
                 urls["B"] + "/api/auth/login", json={"username": "cross", "password": "password-1"}
