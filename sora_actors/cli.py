@@ -11,17 +11,15 @@ import trio
 
 from . import __version__
 from .client import add_client_commands
+from .logs import configure_from_settings
 from .settings import Settings, SettingsError, load
 from .storage import StorageError, open_storage
 from .upstream.simulator import add_simulator_arguments
 
 
 def _configure_logging(settings: Settings | None) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # JSON lines in production, readable ones in development; secrets redacted (logs.py).
+    configure_from_settings(settings, level=logging.INFO, stream=sys.stderr)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

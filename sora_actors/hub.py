@@ -221,6 +221,7 @@ class Hub:
         self.stuck_seconds = stuck_seconds
         self.published = 0  # events serialised (once each), for tests and metrics
         self.killed = 0
+        self._coalesced_gone = 0  # coalesced by subscribers that have left
 
     def configure(self, encode: Encode, *, queue_size: int, stuck_seconds: float) -> None:
         """Set the wire encoder and limits (the http layer does this when the app is made)."""
@@ -238,6 +239,11 @@ class Hub:
     @property
     def connections(self) -> int:
         return len(self._subscribers)
+
+    @property
+    def coalesced(self) -> int:
+        """Progress events replaced by a later one in some send queue, since the start."""
+        return self._coalesced_gone + sum(s.coalesced for s in self._subscribers.values())
 
     def subscribers(self) -> Sequence[Subscriber]:
         return tuple(self._subscribers.values())
@@ -262,6 +268,7 @@ class Hub:
         """Forget the subscriber and every subscription it holds (idempotent)."""
         if self._subscribers.pop(subscriber.connection_id, None) is None:
             return
+        self._coalesced_gone += subscriber.coalesced
         if subscriber.closed:
             self.killed += 1
         for video_id in tuple(subscriber.tasks):

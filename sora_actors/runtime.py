@@ -13,6 +13,7 @@ import trio
 
 from .content import ContentKeeper, LocalContentStore
 from .hub import Hub
+from .instrument import CountingProvider, UpstreamStats
 from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
 from .relay import Relay
 from .settings import Settings
@@ -35,6 +36,7 @@ class Runtime:
     upstream_url: str
     resumed: int
     content: ContentKeeper
+    upstream_stats: UpstreamStats = dataclasses.field(default_factory=UpstreamStats)
 
 
 def actor_config(settings: Settings) -> ActorConfig:
@@ -81,7 +83,8 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
                 base_url,
                 settings.simulator_time_scale,
             )
-        async with OpenAICompatProvider(upstream_config(settings, base_url, api_key)) as provider:
+        async with OpenAICompatProvider(upstream_config(settings, base_url, api_key)) as adapter:
+            provider = CountingProvider(adapter)  # calls and errors, for /metrics
             hub = Hub()
             content = ContentKeeper(
                 LocalContentStore(settings.resolved_content_dir),
@@ -112,5 +115,5 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
             resumed: int = await nursery.start(supervisor.run)
             nursery.start_soon(Relay(storage, hub, supervisor).run, name="event relay")
             nursery.start_soon(content.sweep_forever, name="content retention sweep")
-            yield Runtime(provider, hub, supervisor, base_url, resumed, content)
+            yield Runtime(provider, hub, supervisor, base_url, resumed, content, provider.stats)
             nursery.cancel_scope.cancel()

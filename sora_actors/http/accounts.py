@@ -7,9 +7,11 @@ from quart_schema import validate_request
 
 from ..clock import iso
 from ..storage import Activity, Conflict
+from .apidoc import documented
 from .context import client_address, ctx, principal
 from .envelope import ApiError, ok
 from .models import LoginOut, LoginRequest, MeOut, RegisterRequest, UserOut
+from .schemas import LoginEnvelope, MeEnvelope, UserEnvelope
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/api/auth")
 
@@ -27,8 +29,15 @@ def _activity(action: str, user_id: str | None = None, **details: object) -> Act
 
 
 @blueprint.post("/register")
+@documented(
+    UserEnvelope,
+    status=201,
+    json_body=RegisterRequest,
+    errors={409: ("USERNAME_TAKEN", "EMAIL_TAKEN")},
+)
 @validate_request(RegisterRequest)
 async def register(data: RegisterRequest) -> Response:
+    """Create an account."""
     context = ctx()
     password_hash = await context.passwords.hash(data.password)
     try:
@@ -42,8 +51,18 @@ async def register(data: RegisterRequest) -> Response:
 
 
 @blueprint.post("/login")
+@documented(
+    LoginEnvelope,
+    json_body=LoginRequest,
+    errors={
+        401: ("INVALID_CREDENTIALS",),
+        403: ("ACCOUNT_DISABLED",),
+        429: ("TOO_MANY_LOGIN_ATTEMPTS",),
+    },
+)
 @validate_request(LoginRequest)
 async def login(data: LoginRequest) -> Response:
+    """Log in: a bearer token (JWT) and when it expires (Unix ms)."""
     context = ctx()
     client = client_address()
     context.login_throttle.check(client)
@@ -71,7 +90,9 @@ async def login(data: LoginRequest) -> Response:
 
 
 @blueprint.get("/me")
+@documented(MeEnvelope, auth=True)
 async def me() -> Response:
+    """The account behind the token."""
     caller = principal()
     user = await ctx().services.storage.accounts.by_id(caller.user_id)
     if user is None or not user.is_active:

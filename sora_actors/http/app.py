@@ -11,7 +11,7 @@ from quart_trio import QuartTrio
 from quart_trio.wrappers.request import TrioRequest
 
 from ..services import Services
-from . import accounts, console, content, cors, errors, health, tasks, ws
+from . import accounts, apidoc, console, content, cors, errors, health, observe, tasks, ws
 from .context import EXTENSION_KEY, HttpContext
 from .envelope import ApiError
 from .security import Passwords, Tokens
@@ -35,7 +35,12 @@ class SoraRequest(TrioRequest):
             raise ApiError(
                 415, "UNSUPPORTED_MEDIA_TYPE", "Send a JSON body (Content-Type: application/json)."
             )
-        return await super().get_json(force, silent, cache)
+        try:
+            return await super().get_json(force, silent, cache)
+        except UnicodeDecodeError as error:  # raised while reading the body, before parsing
+            if silent:
+                return None
+            raise ApiError(400, "INVALID_JSON", f"The body is not UTF-8: {error}") from None
 
     def on_json_loading_failed(self, error: Exception) -> Any:
         raise ApiError(400, "INVALID_JSON", f"The body is not valid JSON: {error}")
@@ -54,7 +59,16 @@ def create_app(services: Services) -> QuartTrio:
     )
     QuartSchema(
         app,
-        info={"title": "sora-actors", "version": services.version},
+        info={
+            "title": "sora-actors",
+            "version": services.version,
+            "description": apidoc.API_DESCRIPTION,
+        },
+        # The stock UI pages load their scripts from a CDN; /docs is ours (apidoc.py).
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        openapi_provider_class=apidoc.SoraOpenAPI,
         security_schemes={
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"}
         },
@@ -66,6 +80,7 @@ def create_app(services: Services) -> QuartTrio:
         login_throttle=LoginThrottle(settings.login_max_failures, settings.login_window_seconds),
     )
     ws.wire_hub(context)  # the hub serialises each event once, in the WebSocket envelope
+    observe.install(app, services)  # first: its hook names the route before others may fail
 
     @app.before_request
     async def _body_limit() -> None:
@@ -90,5 +105,6 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(content.blueprint)
     app.register_blueprint(ws.blueprint)
     app.register_blueprint(console.blueprint)
+    app.register_blueprint(apidoc.blueprint)
     large_body(tasks.create)
     return app

@@ -25,9 +25,18 @@ from ..content import CONTENT_TYPES, ContentGone, content_key
 from ..storage import Task
 from ..upstream import ErrorKind, UpstreamError
 from . import signing
+from .apidoc import documented
 from .context import EXTENSION_KEY, HttpContext, ctx, principal
 from .envelope import ApiError, ok
 from .errors import validation_details
+from .schemas import (
+    ContentLinkEnvelope,
+    FileQuery,
+    IdempotencyHeaders,
+    RangeHeaders,
+    RefreshedUrlEnvelope,
+    TaskEnvelope,
+)
 from .signing import SIGNER_KEY, UrlSigner, Verdict
 from .tasks import TaskCreate, _idempotency_key, create_task, owned_task
 from .wire import task_wire
@@ -81,7 +90,17 @@ def _expired(task: Task) -> ApiError:
 
 
 @blueprint.get("/api/video/tasks/<video_id>/content")
+@documented(
+    ContentLinkEnvelope,
+    auth=True,
+    errors={
+        404: ("TASK_NOT_FOUND",),
+        409: ("TASK_NOT_COMPLETED",),
+        410: ("CONTENT_EXPIRED", "CONTENT_MISSING"),
+    },
+)
 async def content(video_id: str) -> Response:
+    """A signed link to the finished video (COMPLETED tasks only), no login needed to play."""
     caller = principal()
     task = await owned_task(video_id, caller.user_id)
     _require_completed(task)
@@ -111,7 +130,19 @@ async def content(video_id: str) -> Response:
 
 
 @blueprint.post("/api/video/tasks/<video_id>/refresh-url")
+@documented(
+    RefreshedUrlEnvelope,
+    auth=True,
+    errors={
+        404: ("TASK_NOT_FOUND",),
+        409: ("TASK_NOT_COMPLETED",),
+        410: ("CONTENT_EXPIRED",),
+        502: ("UPSTREAM_UNAVAILABLE",),
+        503: ("UPSTREAM_UNAVAILABLE",),
+    },
+)
 async def refresh_url(video_id: str) -> Response:
+    """A fresh signed link; fetches the copy from the upstream again if it was lost."""
     caller = principal()
     task = await owned_task(video_id, caller.user_id)
     _require_completed(task)
@@ -163,7 +194,21 @@ class RemixRequest(BaseModel):
 
 
 @blueprint.post("/api/video/tasks/<video_id>/remix")
+@documented(
+    TaskEnvelope,
+    status=201,
+    auth=True,
+    json_body=RemixRequest,
+    headers=IdempotencyHeaders,
+    errors={
+        400: ("INVALID_IDEMPOTENCY_KEY",),
+        404: ("TASK_NOT_FOUND",),
+        409: ("TASK_NOT_COMPLETED",),
+        422: ("IDEMPOTENCY_KEY_REUSED",),
+    },
+)
 async def remix(video_id: str) -> Response:
+    """A new task made from a COMPLETED one with a new prompt (same model, size, length)."""
     caller = principal()
     key = _idempotency_key()
     raw = await request.get_json()
@@ -237,7 +282,20 @@ def _unsatisfiable(size: int) -> ApiError:
 
 
 @blueprint.route("/files/<video_id>/<variant>", methods=["GET"])
+@documented(
+    None,
+    query=FileQuery,
+    headers=RangeHeaders,
+    raw={200: tuple(CONTENT_TYPES.values()), 206: tuple(CONTENT_TYPES.values())},
+    errors={
+        403: ("CONTENT_URL_EXPIRED", "CONTENT_URL_INVALID"),
+        404: ("CONTENT_NOT_FOUND",),
+        410: ("CONTENT_EXPIRED",),
+        416: ("RANGE_NOT_SATISFIABLE",),
+    },
+)
 async def media_file(video_id: str, variant: str) -> Response:
+    """The bytes of a stored video or thumbnail; the signed link is the permission."""
     verdict = _signer().verify(video_id, variant, request.args.get("exp"), request.args.get("sig"))
     if verdict is Verdict.EXPIRED:
         raise ApiError(
@@ -284,7 +342,9 @@ async def media_file(video_id: str, variant: str) -> Response:
             yield chunk
 
     response = Response(
-        body() if request.method != "HEAD" else None,
+        # HEAD: b"", not None (Quart iterates None as a sync iterable on an asyncio executor,
+        # which fails under Trio once the headers are out).
+        body() if request.method != "HEAD" else b"",
         status=206 if byte_range is not None else 200,
         content_type=CONTENT_TYPES[variant],
     )

@@ -9,8 +9,10 @@ from quart import Blueprint, Response
 
 from ..clock import iso, wall_ms
 from ..storage import StorageError
+from .apidoc import documented
 from .context import ctx
 from .envelope import ApiError, ok
+from .schemas import HealthEnvelope
 
 blueprint = Blueprint("health", __name__)
 
@@ -18,7 +20,9 @@ PING_TIMEOUT_SECONDS = 2.0
 
 
 @blueprint.get("/health")
+@documented(HealthEnvelope)
 async def health() -> Response:
+    """Is this process fit to serve? No auth; 503 (details: the report) without a database."""
     services = ctx().services
     database: dict[str, Any] = {"dialect": services.storage.dialect}
     reachable = False

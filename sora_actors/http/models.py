@@ -29,8 +29,9 @@ def _check_password(value: str) -> str:
 
 
 class RegisterRequest(Wire):
-    username: str
-    email: str | None = None
+    # The patterns are checked by the validators below; here they document the rules.
+    username: str = Field(json_schema_extra={"pattern": _USERNAME.pattern})
+    email: str | None = Field(default=None, json_schema_extra={"pattern": _EMAIL.pattern})
     password: str = Field(min_length=6)
 
     @field_validator("username")

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import json
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from quart import Blueprint, Response, request
@@ -19,9 +19,17 @@ from quart import Blueprint, Response, request
 from ..clock import wall_ms
 from ..lifecycle import Phase
 from ..storage import Activity, Conflict, NewTask, Task
+from .apidoc import documented
 from .context import client_address, ctx, principal
 from .envelope import ApiError, ok
 from .errors import validation_details
+from .schemas import (
+    IdempotencyHeaders,
+    StatsEnvelope,
+    TaskEnvelope,
+    TaskListQuery,
+    TaskPageEnvelope,
+)
 from .wire import task_wire
 
 blueprint = Blueprint("tasks", __name__, url_prefix="/api/video")
@@ -32,6 +40,8 @@ DURATIONS = (4, 5, 8, 10, 12, 15)
 IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
 MAX_PAGE_SIZE = 100
+_DURATION_ENUM: dict[str, Any] = {"enum": list(DURATIONS)}
+CreateModel = TypeVar("CreateModel", bound="TaskCreate")
 
 
 class TaskCreate(BaseModel):
@@ -39,10 +49,14 @@ class TaskCreate(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    prompt: str = Field(min_length=1, max_length=4000)
-    model: str = "sora-2"
-    size: str = "720x1280"
-    duration: int = Field(default=4, alias="duration")
+    # The enums are also checked by the validators below (with friendlier messages);
+    # they are in the schema so that /openapi.json says what is accepted.
+    prompt: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": r"\S"})
+    model: str = Field(default="sora-2", json_schema_extra={"enum": list(MODELS)})
+    size: str = Field(default="720x1280", json_schema_extra={"enum": list(SIZES)})
+    duration: int = Field(
+        default=4, alias="duration", description="seconds", json_schema_extra=_DURATION_ENUM
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -71,6 +85,40 @@ class TaskCreate(BaseModel):
         if value not in DURATIONS:
             raise ValueError(f"must be one of {', '.join(map(str, DURATIONS))} (seconds)")
         return value
+
+
+class TaskCreateJson(TaskCreate):
+    """JSON body: text-to-video, or image-to-video with ``referenceImage`` as a data URL."""
+
+    reference_image: str | None = Field(
+        default=None,
+        alias="referenceImage",
+        description="data:image/png;base64,... (PNG, JPEG or WebP)",
+        json_schema_extra={"pattern": "^data:image/[a-z]+;base64,"},
+    )
+    seconds: int | None = Field(
+        default=None, description="Same as duration (used when duration is absent)"
+    )
+
+
+class TaskCreateForm(BaseModel):
+    """multipart/form-data body (documentation of what `_read_create_request` reads).
+
+    The text fields are validated by `TaskCreate`, the file by `_check_image`.
+    """
+
+    prompt: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": r"\S"})
+    model: str | None = Field(default=None, json_schema_extra={"enum": list(MODELS)})
+    size: str | None = Field(default=None, json_schema_extra={"enum": list(SIZES)})
+    seconds: int | None = Field(
+        default=None, description="seconds", json_schema_extra=_DURATION_ENUM
+    )
+    duration: int | None = Field(
+        default=None, description="Same as seconds", json_schema_extra=_DURATION_ENUM
+    )
+    input_reference: bytes | None = Field(
+        default=None, description="Reference image file (PNG, JPEG or WebP): image-to-video"
+    )
 
 
 def image_type(data: bytes) -> str | None:
@@ -117,9 +165,9 @@ def _decode_data_url(value: str, limit: int) -> bytes:
         ) from None
 
 
-def _validate(fields: dict[str, Any]) -> TaskCreate:
+def _validate(model: type[CreateModel], fields: dict[str, Any]) -> CreateModel:
     try:
-        return TaskCreate.model_validate(fields)
+        return model.model_validate(fields)
     except ValidationError as error:
         details = validation_details(error)
         first = details[0]
@@ -140,7 +188,7 @@ async def _read_create_request() -> tuple[TaskCreate, tuple[str, str, bytes] | N
         seconds = form.get("seconds") or form.get("duration")
         if seconds is not None:
             fields["duration"] = seconds
-        body = _validate(fields)
+        body = _validate(TaskCreate, fields)
         upload = files.get("input_reference")
         if upload is None:
             return body, None
@@ -151,13 +199,10 @@ async def _read_create_request() -> tuple[TaskCreate, tuple[str, str, bytes] | N
         raise ApiError(400, "VALIDATION_ERROR", "body: must be a JSON object")
     if "duration" not in raw and "seconds" in raw:
         raw["duration"] = raw["seconds"]
-    body = _validate(raw)
-    reference = raw.get("referenceImage")
-    if reference in (None, ""):
+    body = _validate(TaskCreateJson, raw)
+    if not body.reference_image:
         return body, None
-    if not isinstance(reference, str):
-        raise ApiError(400, "VALIDATION_ERROR", "referenceImage: must be a string")
-    data = _decode_data_url(reference, limit)
+    data = _decode_data_url(body.reference_image, limit)
     return body, (_check_image(data, limit), "reference", data)
 
 
@@ -246,7 +291,22 @@ async def create_task(
 
 
 @blueprint.post("/tasks")
+@documented(
+    TaskEnvelope,
+    status=201,
+    auth=True,
+    json_body=TaskCreateJson,
+    multipart=TaskCreateForm,
+    headers=IdempotencyHeaders,
+    errors={
+        400: ("BAD_REQUEST", "INVALID_IMAGE", "INVALID_IDEMPOTENCY_KEY"),
+        413: ("IMAGE_TOO_LARGE",),
+        415: ("UNSUPPORTED_IMAGE_TYPE",),
+        422: ("IDEMPOTENCY_KEY_REUSED",),
+    },
+)
 async def create() -> Response:
+    """Create a task (QUEUED); its actor runs it upstream. JSON or multipart/form-data."""
     caller = principal()
     key = _idempotency_key()
     body, image = await _read_create_request()
@@ -256,7 +316,9 @@ async def create() -> Response:
 
 
 @blueprint.get("/tasks/<video_id>")
+@documented(TaskEnvelope, auth=True, errors={404: ("TASK_NOT_FOUND",)})
 async def get_task(video_id: str) -> Response:
+    """One of the caller's tasks (another user's task is a 404)."""
     caller = principal()
     return ok(task_wire(await owned_task(video_id, caller.user_id)))
 
@@ -292,7 +354,14 @@ def _decode_cursor(raw: str) -> tuple[int, str]:
 
 
 @blueprint.get("/tasks")
+@documented(
+    TaskPageEnvelope,
+    auth=True,
+    query=TaskListQuery,
+    errors={400: ("VALIDATION_ERROR", "INVALID_CURSOR")},
+)
 async def list_tasks() -> Response:
+    """The caller's tasks, a page at a time (page/pageSize, or keyset with cursor)."""
     caller = principal()
     page = _int_arg("page", 1, 1, 1_000_000)
     page_size = _int_arg("pageSize", 20, 1, MAX_PAGE_SIZE)
@@ -327,7 +396,13 @@ async def list_tasks() -> Response:
 
 
 @blueprint.post("/tasks/<video_id>/cancel")
+@documented(
+    TaskEnvelope,
+    auth=True,
+    errors={404: ("TASK_NOT_FOUND",), 409: ("TASK_ALREADY_FINISHED",)},
+)
 async def cancel(video_id: str) -> Response:
+    """Cancel an unfinished task: it stops being polled and becomes CANCELLED."""
     caller = principal()
     await owned_task(video_id, caller.user_id)
     outcome = await ctx().services.runtime.supervisor.cancel(
@@ -346,7 +421,9 @@ async def cancel(video_id: str) -> Response:
 
 
 @blueprint.get("/stats")
+@documented(StatsEnvelope, auth=True)
 async def stats() -> Response:
+    """The caller's task counts by status."""
     caller = principal()
     counts = await ctx().services.storage.tasks.stats(caller.user_id)
     return ok({"total": sum(counts.values()), **{k.lower(): v for k, v in counts.items()}})

@@ -1,0 +1,212 @@
+"""Request ids, the access log and ``/metrics`` (Prometheus text format).
+
+An ASGI middleware wraps the whole app, so that every response (errors, 404s, the body
+limit's 413, WebSocket upgrades) carries ``X-Request-Id`` and is counted, and every log
+line written while serving it names the request. Metrics live in a registry of the app's
+own, so several apps in one process (tests) never share series. Runtime figures (actors,
+polls, upstream errors, WebSocket connections and events) are read when scraped, from the
+counters the runtime keeps anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+from quart import Blueprint, Quart, Response, current_app, request
+
+from ..logs import CURRENT_REQUEST, RequestScope
+from ..services import Services
+from ..upstream import ErrorKind
+from .apidoc import documented
+
+access_log = logging.getLogger("sora_actors.access")
+
+REGISTRY_KEY = "sora_metrics"
+HEADER = "X-Request-Id"
+_HEADER_BYTES = HEADER.lower().encode()
+# A caller's id is kept only if it is short and plain (it ends up in logs and headers).
+_SANE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+UNMATCHED = "unmatched"
+# Polled by monitors; logged at DEBUG so they do not drown the access log.
+_QUIET_PATHS = frozenset({"/metrics", "/health"})
+
+ASGIApp = Any  # quart's ASGI callables; typed loosely to stay version-proof
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's ``X-Request-Id`` when sane, else a fresh one."""
+    for name, value in headers:
+        if name.lower() == _HEADER_BYTES:
+            text = value.decode("latin-1").strip()
+            if _SANE_ID.match(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class HttpMetrics:
+    """The per-app registry and the series the middleware feeds."""
+
+    def __init__(self, services: Services) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sora_http_requests",
+            "HTTP requests answered, by route (URL rule) and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sora_http_request_duration_seconds",
+            "Time from request to the end of the response, by route (URL rule)",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.registry.register(RuntimeCollector(services))
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+
+class RuntimeCollector(Collector):
+    """Figures of the actor runtime, read at scrape time."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self._services.runtime
+        supervisor, hub, stats = runtime.supervisor, runtime.hub, runtime.upstream_stats
+        yield GaugeMetricFamily(
+            "sora_actors_running", "Task actors running in this process", supervisor.running
+        )
+        yield CounterMetricFamily(
+            "sora_actor_crashes", "Actor crashes (each restarted or given up)", supervisor.crashes
+        )
+        yield CounterMetricFamily(
+            "sora_upstream_polls", "Polls of the upstream for a job's state", stats.polls
+        )
+        calls = CounterMetricFamily(
+            "sora_upstream_calls", "Calls to the upstream API by operation", labels=["operation"]
+        )
+        for operation, count in sorted(stats.calls.items()):
+            calls.add_metric([operation], count)
+        yield calls
+        errors = CounterMetricFamily(
+            "sora_upstream_errors", "Failed upstream calls by kind of failure", labels=["kind"]
+        )
+        for kind in ErrorKind:
+            errors.add_metric([kind.value], stats.errors[kind.value])
+        yield errors
+        yield GaugeMetricFamily(
+            "sora_ws_connections", "Open WebSocket connections", hub.connections
+        )
+        yield CounterMetricFamily(
+            "sora_ws_events_published",
+            "Task events serialised once and queued to their subscribers",
+            hub.published,
+        )
+        yield CounterMetricFamily(
+            "sora_ws_events_coalesced",
+            "Progress events replaced by a newer one in a slow connection's queue",
+            hub.coalesced,
+        )
+        yield CounterMetricFamily(
+            "sora_ws_connections_killed",
+            "Connections closed for being too slow or for an expired token",
+            hub.killed,
+        )
+
+
+class ObservedApp:
+    """ASGI middleware: request id (context, header), metrics and the access log."""
+
+    def __init__(self, inner: ASGIApp, metrics: HttpMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self._inner(scope, receive, send)
+            return
+        current = RequestScope(request_id_from(scope.get("headers", [])))
+        token = CURRENT_REQUEST.set(current)
+        header = (_HEADER_BYTES, current.id.encode())
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                status = message.get("status", 101)
+                headers = list(message.get("headers") or [])
+                if all(name.lower() != _HEADER_BYTES for name, _ in headers):
+                    headers.append(header)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self._inner(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            current.active = False
+            CURRENT_REQUEST.reset(token)
+            method = scope.get("method", "WS")
+            path = scope.get("path", "")
+            if kind == "http":
+                self._metrics.observe(method, current.route or UNMATCHED, status, elapsed)
+            # The path only: query strings carry link signatures and WebSocket tokens.
+            level = logging.DEBUG if path in _QUIET_PATHS else logging.INFO
+            access_log.log(
+                level,
+                "%s %s %s %.1f ms",
+                method,
+                path,
+                status,
+                elapsed * 1000,
+                extra={
+                    "request_id": current.id,  # the context is gone by now
+                    "method": method,
+                    "path": path,
+                    "route": current.route,
+                    "status": status,
+                    "durationMs": round(elapsed * 1000, 1),
+                },
+            )
+
+
+blueprint = Blueprint("observe", __name__)
+
+
+@blueprint.get("/metrics")
+@documented(None, storage=False, raw={200: ("text/plain",)})
+async def metrics() -> Response:
+    """Prometheus metrics of this process (text exposition format)."""
+    registry = current_app.extensions[REGISTRY_KEY].registry
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def install(app: Quart, services: Services) -> HttpMetrics:
+    """Wrap the app in the middleware and serve ``/metrics``; call before other hooks."""
+    http_metrics = HttpMetrics(services)
+    app.extensions[REGISTRY_KEY] = http_metrics
+    app.asgi_app = ObservedApp(app.asgi_app, http_metrics)  # type: ignore[method-assign,assignment]
+
+    @app.before_request
+    async def _remember_route() -> None:
+        current = CURRENT_REQUEST.get()
+        if current is not None and request.url_rule is not None:
+            current.route = request.url_rule.rule
+
+    app.register_blueprint(blueprint)
+    return http_metrics

@@ -1,0 +1,204 @@
+"""What the routes answer, as pydantic models: the source of the OpenAPI document.
+
+The routes build their bodies with ``ok()`` and `task_wire`; these models describe those
+bodies so that ``/openapi.json`` is generated, never hand-written. Response models forbid
+extra fields (``additionalProperties: false``): a field added to a route but not here makes
+the schemathesis test fail, which keeps the document truthful.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .models import LoginOut, MeOut, UserOut
+
+T = TypeVar("T")
+
+TaskStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+
+
+class Out(BaseModel):
+    """Base of response bodies: camelCase, and nothing the document does not list."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# -- envelopes ------------------------------------------------------------------------------
+
+
+class ErrorInfo(Out):
+    code: str = Field(description="Machine-readable code, e.g. TASK_NOT_FOUND")
+    message: str = Field(description="Human-readable text (the same as the envelope's message)")
+    details: Any = Field(
+        default=None, description="Optional: offending fields ({field, message}[]) or context"
+    )
+
+
+class ErrorEnvelope(Out):
+    """The error envelope: every non-2xx answer of the API."""
+
+    success: Literal[False]
+    message: str
+    error: ErrorInfo
+
+
+class Ok(Out, Generic[T]):
+    """The success envelope."""
+
+    success: Literal[True]
+    data: T
+    message: str | None = Field(default=None, description="Optional human-readable note")
+
+
+# -- bodies ---------------------------------------------------------------------------------
+
+
+class TaskOut(Out):
+    """A video task (REST: times are ISO 8601 UTC)."""
+
+    video_id: str = Field(description="video_<uuid4>: the id frontends use")
+    external_video_id: str | None = Field(description="The upstream's id; null until submitted")
+    status: TaskStatus
+    progress: int = Field(ge=0, le=100)
+    prompt: str
+    model: str
+    size: str
+    duration: int = Field(description="seconds")
+    media_type: str
+    video_url: str | None = Field(description="Signed link to our copy; null until stored")
+    thumbnail_url: str | None
+    content_status: Literal["STORED", "EXPIRED"] | None
+    content_expired_at: str | None
+    error_code: str | None
+    error_message: str | None
+    retryable: bool | None = Field(description="For a failed task: would a retry help?")
+    poll_count: int
+    last_poll_time: str | None
+    created_at: str | None
+    updated_at: str | None
+    started_at: str | None
+    completed_at: str | None
+    remixed_from_video_id: str | None
+    seq: int = Field(description="Version of the task; grows with every stored change")
+
+
+class TaskPage(Out):
+    tasks: list[TaskOut]
+    total: int
+    page: int
+    page_size: int
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page (keyset)")
+
+
+class StatsOut(Out):
+    total: int
+    queued: int
+    processing: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class ContentLinkOut(Out):
+    video_id: str
+    external_video_id: str | None
+    url: str = Field(description="Signed link, playable by <video src> without a login")
+    expires_at: str | None
+
+
+class RefreshedUrlOut(Out):
+    video_id: str
+    external_video_id: str | None
+    video_url: str
+    thumbnail_url: str | None
+    expires_at: str | None
+    status: TaskStatus
+    refreshed_at: str | None
+
+
+class DatabaseHealth(Out):
+    dialect: str
+    status: Literal["ok", "unreachable"]
+    error: str | None = None
+
+
+class HealthOut(Out):
+    status: Literal["ok", "degraded"]
+    timestamp: str | None
+    uptime: float = Field(description="seconds since start")
+    version: str
+    database: DatabaseHealth
+
+
+# Named envelopes: readable component names in the document.
+
+
+class UserEnvelope(Ok[UserOut]):
+    pass
+
+
+class LoginEnvelope(Ok[LoginOut]):
+    pass
+
+
+class MeEnvelope(Ok[MeOut]):
+    pass
+
+
+class TaskEnvelope(Ok[TaskOut]):
+    pass
+
+
+class TaskPageEnvelope(Ok[TaskPage]):
+    pass
+
+
+class StatsEnvelope(Ok[StatsOut]):
+    pass
+
+
+class ContentLinkEnvelope(Ok[ContentLinkOut]):
+    pass
+
+
+class RefreshedUrlEnvelope(Ok[RefreshedUrlOut]):
+    pass
+
+
+class HealthEnvelope(Ok[HealthOut]):
+    pass
+
+
+# -- parameters -----------------------------------------------------------------------------
+
+
+class TaskListQuery(BaseModel):
+    page: int | None = Field(default=None, ge=1, le=1_000_000, description="1-based")
+    page_size: int | None = Field(
+        default=None, alias="pageSize", ge=1, le=100, description="default 20"
+    )
+    status: TaskStatus | None = Field(default=None, description="filter (case-insensitive)")
+    order: Literal["asc", "desc"] | None = Field(default=None, description="by createdAt")
+    cursor: str | None = Field(default=None, description="nextCursor of the previous page")
+
+
+class IdempotencyHeaders(BaseModel):
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Same key and body: the first answer is replayed (Idempotent-Replayed)",
+    )
+
+
+class FileQuery(BaseModel):
+    exp: str | None = Field(default=None, description="expiry (Unix seconds) of the link")
+    sig: str | None = Field(default=None, description="signature of the link")
+
+
+class RangeHeaders(BaseModel):
+    range: str | None = Field(default=None, description="bytes=start-end (one range)")
+    if_range: str | None = Field(default=None, description="ETag of a partial copy")
