@@ -14,7 +14,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any, Concatenate, ParamSpec, TypeVar
@@ -31,6 +31,7 @@ T = TypeVar("T")
 Unit = Callable[Concatenate[Any, P], Awaitable[T]]
 
 COMMAND_TIMEOUT_SECONDS = 30.0
+UNIT_TIMEOUT_SECONDS = 60.0
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -100,14 +101,31 @@ class _AioEngine:
                     await raw.rollback()
                 async with self._sqlite_conn.transaction():
                     return await fn(self._sqlite_conn, *args, **kwargs)
+        return await self._bounded(self._pg_unit(fn, *args, **kwargs))
+
+    async def _pg_unit(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         async with self.db.connection() as conn, conn.transaction():
             return await fn(conn, *args, **kwargs)
+
+    async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
+        """PostgreSQL: no unit may wait forever (a pool starved by an outage, say). The
+        bound lives on the asyncio side because the Trio side shields units. Not for
+        SQLite: its units are local and virtual-time tests must not see an asyncio timer."""
+        try:
+            return await asyncio.wait_for(work, UNIT_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise StorageUnavailable(
+                f"the database did not answer within {UNIT_TIMEOUT_SECONDS:.0f} s"
+            ) from None
 
     async def read(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A single-statement read: atomic by itself, so no BEGIN/COMMIT round trips."""
         if self._sqlite_lock is not None:
             async with self._sqlite_lock:
                 return await fn(self._sqlite_conn, *args, **kwargs)
+        return await self._bounded(self._pg_read(fn, *args, **kwargs))
+
+    async def _pg_read(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         async with self.db.connection() as conn:
             return await fn(conn, *args, **kwargs)
 
@@ -120,6 +138,7 @@ _UNAVAILABLE_NAMES = (
     "TooManyConnectionsError",
     "AdminShutdownError",
     "CrashShutdownError",
+    "InternalClientError",  # asyncpg: a connection left in a broken state by an outage
 )
 
 # PostgreSQL error classes that mean "cannot talk to the database now": connection exceptions
