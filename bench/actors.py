@@ -20,8 +20,8 @@ from pathlib import Path
 import trio
 
 from sora_actors.hub import Hub
-from sora_actors.lifecycle import Phase
-from sora_actors.storage import Activity, NewTask, open_storage
+from sora_actors.lifecycle import new_task
+from sora_actors.storage import Activity, open_storage
 from sora_actors.supervisor import Supervisor
 from sora_actors.task import ActorConfig
 from sora_actors.upstream import MemoryProvider, SimulatorConfig
@@ -54,16 +54,7 @@ async def main(actors: int, seconds: float, settle: float, database_url: str) ->
         tasks = []
         for i in range(actors):
             task, _ = await storage.tasks.create(
-                NewTask(
-                    video_id=f"video_{uuid.uuid4()}",
-                    user_id=user.id,
-                    prompt=f"bench {i}",
-                    model="sora-2",
-                    size="720x1280",
-                    duration=4,
-                    status="QUEUED",
-                    phase=Phase.ACCEPTED.value,
-                ),
+                new_task(user.id, f"bench {i}"),
                 Activity("task_create", user.id),
             )
             tasks.append(task)

@@ -24,8 +24,8 @@ from pathlib import Path  # noqa: E402
 import trio  # noqa: E402
 
 from sora_actors.hub import Hub  # noqa: E402
-from sora_actors.lifecycle import Phase  # noqa: E402
-from sora_actors.storage import Activity, NewTask, open_storage  # noqa: E402
+from sora_actors.lifecycle import new_task  # noqa: E402
+from sora_actors.storage import Activity, open_storage  # noqa: E402
 from sora_actors.supervisor import Supervisor  # noqa: E402
 from sora_actors.task import ActorConfig  # noqa: E402
 from sora_actors.upstream import MemoryProvider, SimulatorConfig  # noqa: E402
@@ -38,16 +38,7 @@ async def prepare(url: str, count: int) -> None:
         )
         for i in range(count):
             await storage.tasks.create(
-                NewTask(
-                    video_id=f"video_{uuid.uuid4()}",
-                    user_id=user.id,
-                    prompt=f"resume {i}",
-                    model="sora-2",
-                    size="720x1280",
-                    duration=4,
-                    status="QUEUED",
-                    phase=Phase.ACCEPTED.value,
-                ),
+                new_task(user.id, f"resume {i}"),
                 Activity("task_create", user.id),
             )
 

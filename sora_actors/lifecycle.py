@@ -16,7 +16,10 @@ provably never saw the job, the task is submitted again (see `task.py`).
 from __future__ import annotations
 
 import enum
+import uuid
 from typing import Any
+
+from .storage import NewTask
 
 
 class Phase(enum.StrEnum):
@@ -52,6 +55,23 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 TERMINAL = frozenset(phase for phase, nexts in TRANSITIONS.items() if not nexts)
+
+
+def new_task(user_id: str, prompt: str, **fields: Any) -> NewTask:
+    """A task in its first state, with the API's defaults for what ``fields`` leaves out."""
+    defaults: dict[str, Any] = {
+        "video_id": f"video_{uuid.uuid4()}",
+        "model": "sora-2",
+        "size": "720x1280",
+        "duration": 4,
+    }
+    return NewTask(
+        user_id=user_id,
+        prompt=prompt,
+        status=PUBLIC_STATUS[Phase.ACCEPTED],
+        phase=Phase.ACCEPTED.value,
+        **{**defaults, **fields},
+    )
 
 
 class IllegalTransition(Exception):

@@ -7,11 +7,7 @@ job made for that task's prompt, and that no observer ever saw a task's progress
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -22,7 +18,7 @@ import httpx2
 import pytest
 import trio
 
-from tests.conftest import TEST_SECRET
+from tests import processes
 
 pytestmark = pytest.mark.slow
 
@@ -30,75 +26,24 @@ TASKS = 50
 API_KEY = "sk-crash-test"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def simulator() -> Iterator[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sora_actors.cli",
-            "simulator",
-            "--port",
-            "0",
-            "--time-scale",
-            "20",
-            "--seed",
-            "3",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    with processes.simulator("--time-scale", "20", "--seed", "3") as url:
+        yield url
+
+
+def start_server(database_url: str, data_dir: Path, upstream: str, port: int) -> Any:
+    return processes.serve(
+        port,
+        data_dir,
+        database_url,
+        upstream,
+        API_KEY,
+        upstream_max_requests_per_second="500",
+        upstream_max_concurrent_jobs="200",
+        polling_speedup="10",
+        submit_settle_seconds="2",
     )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("simulator listening on "), line
-        yield line.split()[3]
-    finally:
-        process.kill()
-        process.wait()
-
-
-def start_server(
-    database_url: str, data_dir: Path, upstream: str, port: int
-) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SORA_DATABASE_URL": database_url,
-        "SORA_DATA_DIR": str(data_dir),
-        "SORA_JWT_SECRET": TEST_SECRET,
-        "SORA_BCRYPT_ROUNDS": "4",
-        "SORA_UPSTREAM_URL": upstream,
-        "SORA_UPSTREAM_API_KEY": API_KEY,
-        "SORA_UPSTREAM_MAX_REQUESTS_PER_SECOND": "500",
-        "SORA_UPSTREAM_MAX_CONCURRENT_JOBS": "200",
-        "SORA_POLLING_SPEEDUP": "10",
-        "SORA_SUBMIT_SETTLE_SECONDS": "2",
-    }
-    log = (data_dir / f"server-{uuid.uuid4().hex[:6]}.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "sora_actors.cli", "serve", "--port", str(port)],
-        env=env,
-        stderr=log,
-        stdout=log,
-    )
-
-
-async def wait_up(client: httpx2.AsyncClient) -> None:
-    with trio.fail_after(30):
-        while True:
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    return
-            except httpx2.TransportError:
-                pass
-            await trio.sleep(0.1)
 
 
 async def snapshot(client: httpx2.AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
@@ -110,7 +55,7 @@ async def snapshot(client: httpx2.AsyncClient, headers: dict[str, str]) -> list[
 async def test_sigkill_mid_flight_then_resume(
     database_url: str, tmp_path: Path, simulator: str
 ) -> None:
-    port = free_port()
+    port = processes.free_port()
     base = f"http://127.0.0.1:{port}"
     seen: dict[str, list[int]] = defaultdict(list)
 
@@ -121,7 +66,7 @@ async def test_sigkill_mid_flight_then_resume(
     first = start_server(database_url, tmp_path, simulator, port)
     try:
         async with httpx2.AsyncClient(base_url=base, timeout=10) as client:
-            await wait_up(client)
+            await processes.wait_healthy(base)
             await client.post(
                 "/api/auth/register", json={"username": "crash", "password": "password-1"}
             )
@@ -151,7 +96,7 @@ async def test_sigkill_mid_flight_then_resume(
     second = start_server(database_url, tmp_path, simulator, port)
     try:
         async with httpx2.AsyncClient(base_url=base, timeout=10) as client:
-            await wait_up(client)
+            await processes.wait_healthy(base)
             login = await client.post(
                 "/api/auth/login", json={"username": "crash", "password": "password-1"}
             )

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -26,8 +25,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from tests.acceptance.test_crash_recovery import free_port
-from tests.conftest import TEST_SECRET
+from tests import processes
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -39,71 +37,26 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 @pytest.fixture
 def simulator() -> Iterator[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sora_actors.cli",
-            "simulator",
-            "--port",
-            "0",
-            "--time-scale",
-            "30",
-            "--seed",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+    with processes.simulator("--time-scale", "30", "--seed", "5") as url:
+        yield url
+
+
+def start(name: str, database_url: str, data_dir: Path, upstream: str, port: int) -> Any:
+    return processes.serve(
+        port,
+        data_dir / name,
+        database_url,
+        upstream,
+        API_KEY,
+        instance_id=name,
+        upstream_max_requests_per_second="1000",
+        upstream_max_concurrent_jobs="1000",
+        polling_speedup="10",
+        submit_settle_seconds="2",
+        lease_seconds="4",
+        lease_heartbeat_seconds="1",
+        claim_interval_seconds="1",
     )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        yield line.split()[3]
-    finally:
-        process.kill()
-        process.wait()
-
-
-def start(
-    name: str, database_url: str, data_dir: Path, upstream: str, port: int
-) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "SORA_INSTANCE_ID": name,
-        "SORA_DATABASE_URL": database_url,
-        "SORA_DATA_DIR": str(data_dir / name),
-        "SORA_JWT_SECRET": TEST_SECRET,
-        "SORA_BCRYPT_ROUNDS": "4",
-        "SORA_UPSTREAM_URL": upstream,
-        "SORA_UPSTREAM_API_KEY": API_KEY,
-        "SORA_UPSTREAM_MAX_REQUESTS_PER_SECOND": "1000",
-        "SORA_UPSTREAM_MAX_CONCURRENT_JOBS": "1000",
-        "SORA_POLLING_SPEEDUP": "10",
-        "SORA_SUBMIT_SETTLE_SECONDS": "2",
-        "SORA_LEASE_SECONDS": "4",
-        "SORA_LEASE_HEARTBEAT_SECONDS": "1",
-        "SORA_CLAIM_INTERVAL_SECONDS": "1",
-    }
-    (data_dir / name).mkdir(parents=True, exist_ok=True)
-    log = (data_dir / f"{name}-{uuid.uuid4().hex[:4]}.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "sora_actors.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-
-
-async def wait_up(url: str) -> None:
-    async with httpx2.AsyncClient(base_url=url, timeout=5) as client:
-        with trio.fail_after(30):
-            while True:
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        return
-                except httpx2.TransportError:
-                    pass
-                await trio.sleep(0.1)
 
 
 def restart_postgres() -> None:
@@ -143,9 +96,9 @@ def local_cluster() -> None:
 async def test_three_instances_share_work_survive_a_kill_and_a_database_restart(
     postgres_url: str, tmp_path: Path, simulator: str, local_cluster: None
 ) -> None:
-    ports = {name: free_port() for name in INSTANCES}
+    ports = {name: processes.free_port() for name in INSTANCES}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    processes = {
+    servers = {
         name: start(name, postgres_url, tmp_path, simulator, ports[name]) for name in INSTANCES
     }
     messages: list[dict[str, Any]] = []
@@ -153,7 +106,7 @@ async def test_three_instances_share_work_survive_a_kill_and_a_database_restart(
     prompts: dict[str, str] = {}
     try:
         for url in urls.values():
-            await wait_up(url)
+            await processes.wait_healthy(url)
         async with httpx2.AsyncClient(timeout=10) as client:
             await client.post(
                 urls["A"] + "/api/auth/register",
@@ -181,8 +134,8 @@ async def test_three_instances_share_work_survive_a_kill_and_a_database_restart(
                     prompts[video_id] = prompt
 
                 await trio.sleep(1.5)
-                processes["B"].send_signal(signal.SIGKILL)
-                processes["B"].wait()
+                servers["B"].send_signal(signal.SIGKILL)
+                servers["B"].wait()
                 await trio.sleep(1.0)
                 await trio.to_thread.run_sync(restart_postgres)
 
@@ -207,10 +160,10 @@ async def test_three_instances_share_work_survive_a_kill_and_a_database_restart(
                         await trio.sleep(0.2)
                 nursery.cancel_scope.cancel()
     finally:
-        for process in processes.values():
+        for process in servers.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in processes.values():
+        for process in servers.values():
             process.wait(timeout=30)
 
     statuses = Counter(t["status"] for t in tasks)
@@ -286,12 +239,12 @@ async def _all_jobs(client: httpx2.AsyncClient, simulator: str) -> list[dict[str
 async def test_cancel_reaches_an_actor_on_another_instance(
     postgres_url: str, tmp_path: Path, simulator: str
 ) -> None:
-    ports = {name: free_port() for name in ("A", "B")}
+    ports = {name: processes.free_port() for name in ("A", "B")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    processes = {name: start(name, postgres_url, tmp_path, simulator, ports[name]) for name in urls}
+    servers = {name: start(name, postgres_url, tmp_path, simulator, ports[name]) for name in urls}
     try:
         for url in urls.values():
-            await wait_up(url)
+            await processes.wait_healthy(url)
         async with httpx2.AsyncClient(timeout=10) as client:
             await client.post(
                 urls["A"] + "/api/auth/register",
@@ -341,7 +294,7 @@ async def test_cancel_reaches_an_actor_on_another_instance(
             ).json()["data"]
             assert final["status"] == "CANCELLED"
     finally:
-        for process in processes.values():
+        for process in servers.values():
             process.send_signal(signal.SIGTERM)
-        for process in processes.values():
+        for process in servers.values():
             process.wait(timeout=30)

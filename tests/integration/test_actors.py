@@ -8,7 +8,6 @@ I/O arms no Trio timers, so the virtual clock only moves when the actor sleeps).
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ import pytest
 import trio
 
 from sora_actors.hub import Hub, TaskEvent
-from sora_actors.lifecycle import Phase
-from sora_actors.storage import Activity, NewTask, Storage, Task, open_storage
+from sora_actors.lifecycle import Phase, new_task
+from sora_actors.storage import Activity, Storage, Task, open_storage
 from sora_actors.supervisor import RestartIntensity, Supervisor
 from sora_actors.task import ActorConfig
 from sora_actors.upstream import (
@@ -91,18 +90,8 @@ class Harness:
     user_id: str
 
     async def create(self, prompt: str = "a lighthouse in a storm", duration: int = 4) -> Task:
-        video_id = f"video_{uuid.uuid4()}"
         task, _ = await self.storage.tasks.create(
-            NewTask(
-                video_id=video_id,
-                user_id=self.user_id,
-                prompt=prompt,
-                model="sora-2",
-                size="720x1280",
-                duration=duration,
-                status="QUEUED",
-                phase=Phase.ACCEPTED.value,
-            ),
+            new_task(self.user_id, prompt, duration=duration),
             Activity("task_create", self.user_id),
         )
         self.supervisor.start(task)

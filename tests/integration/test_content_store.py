@@ -22,9 +22,9 @@ import trio
 from sora_actors.clock import wall_ms
 from sora_actors.content import ContentKeeper, LocalContentStore, content_key
 from sora_actors.hub import Hub, TaskEvent
-from sora_actors.lifecycle import ErrorCode, Phase
+from sora_actors.lifecycle import ErrorCode, new_task
 from sora_actors.polling import ScaledSchedule, SteppedSchedule
-from sora_actors.storage import Activity, ContentRecord, NewTask, Storage, Task, open_storage
+from sora_actors.storage import Activity, ContentRecord, Storage, Task, open_storage
 from sora_actors.supervisor import Supervisor
 from sora_actors.task import ActorConfig
 from sora_actors.upstream import (
@@ -129,16 +129,7 @@ async def _user_and_task(storage: Storage, *, status: str = "COMPLETED") -> Task
         f"u{uuid.uuid4().hex[:8]}", None, "x", Activity("register")
     )
     task, _ = await storage.tasks.create(
-        NewTask(
-            video_id=f"video_{uuid.uuid4()}",
-            user_id=user.id,
-            prompt="p",
-            model="sora-2",
-            size="720x1280",
-            duration=4,
-            status="QUEUED",
-            phase=Phase.ACCEPTED.value,
-        ),
+        new_task(user.id, "p"),
         Activity("task_create", user.id),
     )
     if status == "COMPLETED":
@@ -204,16 +195,7 @@ class Rig:
 
     async def create(self) -> Task:
         task, _ = await self.storage.tasks.create(
-            NewTask(
-                video_id=f"video_{uuid.uuid4()}",
-                user_id=self.user_id,
-                prompt=f"a fox {uuid.uuid4()}",
-                model="sora-2",
-                size="720x1280",
-                duration=4,
-                status="QUEUED",
-                phase=Phase.ACCEPTED.value,
-            ),
+            new_task(self.user_id, f"a fox {uuid.uuid4()}"),
             Activity("task_create", self.user_id),
         )
         return task
