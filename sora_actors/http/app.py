@@ -92,7 +92,12 @@ def create_app(services: Services) -> QuartTrio:
         )
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(
-                413, "PAYLOAD_TOO_LARGE", f"The request body is larger than {limit} bytes."
+                413,
+                "PAYLOAD_TOO_LARGE",
+                f"The request body is larger than {limit} bytes.",
+                # The unread body is still on the wire: the connection cannot serve another
+                # request (the next one would hang), so it ends with this answer.
+                headers={"Connection": "close"},
             )
         # Bodies without a Content-Length (chunked) are cut off at the same limit.
         request.body._max_content_length = limit
