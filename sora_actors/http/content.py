@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 from quart import Blueprint, Response, request
 from quart.blueprints import BlueprintSetupState
 
@@ -29,6 +29,7 @@ from .apidoc import documented
 from .context import EXTENSION_KEY, HttpContext, ctx, principal
 from .envelope import ApiError, ok
 from .errors import validation_details
+from .models import Prompt
 from .schemas import (
     ContentLinkEnvelope,
     FileQuery,
@@ -183,14 +184,7 @@ async def refresh_url(video_id: str) -> Response:
 class RemixRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    prompt: str = Field(min_length=1, max_length=4000)
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
+    prompt: Prompt
 
 
 @blueprint.post("/api/video/tasks/<video_id>/remix")

@@ -6,8 +6,9 @@ quart-schema validates requests with these and builds the OpenAPI document from 
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from .security import BCRYPT_MAX_BYTES
@@ -20,6 +21,21 @@ class Wire(BaseModel):
     """Base of every body: camelCase aliases, unknown request fields ignored."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+def _nonblank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+# A video prompt, wherever one is accepted (create, remix): 1..4000 characters, not blank,
+# stored stripped.
+Prompt = Annotated[
+    str,
+    Field(min_length=1, max_length=4000, json_schema_extra={"pattern": r"\S"}),
+    AfterValidator(_nonblank),
+]
 
 
 def _check_password(value: str) -> str:

@@ -23,6 +23,7 @@ from .apidoc import documented
 from .context import client_address, ctx, principal
 from .envelope import ApiError, ok
 from .errors import validation_details
+from .models import Prompt
 from .schemas import (
     IdempotencyHeaders,
     StatsEnvelope,
@@ -51,19 +52,12 @@ class TaskCreate(BaseModel):
 
     # The enums are also checked by the validators below (with friendlier messages);
     # they are in the schema so that /openapi.json says what is accepted.
-    prompt: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": r"\S"})
+    prompt: Prompt
     model: str = Field(default="sora-2", json_schema_extra={"enum": list(MODELS)})
     size: str = Field(default="720x1280", json_schema_extra={"enum": list(SIZES)})
     duration: int = Field(
         default=4, alias="duration", description="seconds", json_schema_extra=_DURATION_ENUM
     )
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
 
     @field_validator("model")
     @classmethod
@@ -107,7 +101,7 @@ class TaskCreateForm(BaseModel):
     The text fields are validated by `TaskCreate`, the file by `_check_image`.
     """
 
-    prompt: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": r"\S"})
+    prompt: Prompt
     model: str | None = Field(default=None, json_schema_extra={"enum": list(MODELS)})
     size: str | None = Field(default=None, json_schema_extra={"enum": list(SIZES)})
     seconds: int | None = Field(
