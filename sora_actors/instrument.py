@@ -91,6 +91,9 @@ class CountingProvider:
             self._failed(error)
             raise
 
+    def forget(self, job_id: str) -> None:
+        self.inner.forget(job_id)
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

@@ -11,13 +11,19 @@ disturbed. What is noted but not yet written when the process dies is lost: coun
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
 from .storage import Storage
 from .storage.tasks import record_polls
 
+log = logging.getLogger("sora_actors.ledger")
+
 
 class PollLedger:
+    RETRY_S = 5.0
+
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
         self._pending: dict[str, tuple[int, int]] = {}
@@ -35,14 +41,25 @@ class PollLedger:
             while True:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
-                await self.flush()
+                if not await self.flush():
+                    await trio.sleep(self.RETRY_S)  # the database is away: retry later
+                    self._wakeup.set()
         finally:
-            with trio.CancelScope(shield=True):
+            with trio.CancelScope(shield=True), trio.move_on_after(self.RETRY_S):
                 await self.flush()
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Write what is pending; False (and the batch kept) if the database refused."""
         if not self._pending:
-            return
+            return True
         batch, self._pending = self._pending, {}
         self.writes += 1
-        await record_polls(self._storage.database, batch)
+        try:
+            await record_polls(self._storage.database, batch)
+        except Exception:
+            log.warning("could not record %d poll counts; will retry", len(batch), exc_info=True)
+            for video_id, (count, at) in batch.items():
+                newer, newer_at = self._pending.get(video_id, (0, 0))
+                self._pending[video_id] = (count + newer, max(at, newer_at))
+            return False
+        return True

@@ -112,8 +112,11 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
                     exclusive=storage.dialect == "sqlite",
                 ),
             )
-            resumed: int = await nursery.start(supervisor.run)
-            nursery.start_soon(Relay(storage, hub, supervisor).run, name="event relay")
-            nursery.start_soon(content.sweep_forever, name="content retention sweep")
-            yield Runtime(provider, hub, supervisor, base_url, resumed, content, provider.stats)
-            nursery.cancel_scope.cancel()
+            # The actors' own nursery closes first, while the upstream client is still open.
+            async with trio.open_nursery() as actors:
+                resumed: int = await actors.start(supervisor.run)
+                actors.start_soon(Relay(storage, hub, supervisor).run, name="event relay")
+                actors.start_soon(content.sweep_forever, name="content retention sweep")
+                yield Runtime(provider, hub, supervisor, base_url, resumed, content, provider.stats)
+                actors.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()

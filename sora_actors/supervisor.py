@@ -69,6 +69,7 @@ class Supervisor:
     """Owns the nursery every actor runs in, and each actor's mailbox and lease."""
 
     MAILBOX_SIZE = 8
+    OUTAGE_RETRY_S = 5.0
     CANCEL_ATTEMPTS = 5
 
     def __init__(
@@ -88,6 +89,7 @@ class Supervisor:
         self._intensity = intensity or RestartIntensity()
         self._mailboxes: dict[str, trio.MemorySendChannel[Command]] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
+        self._actors: dict[str, TaskActor] = {}
         # Trio time until which each running actor may act on its lease (minus a margin).
         self._leased_until: dict[str, float] = {}
         self._lease = lease
@@ -252,6 +254,9 @@ class Supervisor:
                 await self._supervise_loop(video_id, task, mailbox)
         finally:
             del self._scopes[video_id]
+            actor = self._actors.pop(video_id, None)
+            if actor is not None and actor.task.external_video_id is not None:
+                self._provider.forget(actor.task.external_video_id)
             self._leased_until.pop(video_id, None)
             del self._mailboxes[video_id]
             # Commands that arrived too late get their reply channel closed, so that their
@@ -271,23 +276,23 @@ class Supervisor:
     ) -> None:
         crashes: deque[float] = deque()
         while True:
-            if current is None:
-                current = await self._storage.tasks.get(video_id)
-            if current is None or current.terminal:
-                return
-            if self._lease is not None and current.owner != self._lease.owner:
-                return  # adopted by another instance meanwhile
-            actor = TaskActor(
-                current,
-                storage=self._storage,
-                provider=self._provider,
-                hub=self._hub,
-                config=self._actor_config,
-                mailbox=mailbox,
-                ledger=self.ledger,
-                lease_ok=lambda: self.lease_ok(video_id),
-            )
             try:
+                if current is None:
+                    current = await self._storage.tasks.get(video_id)
+                if current is None or current.terminal:
+                    return
+                if self._lease is not None and current.owner != self._lease.owner:
+                    return  # adopted by another instance meanwhile
+                actor = self._actors[video_id] = TaskActor(
+                    current,
+                    storage=self._storage,
+                    provider=self._provider,
+                    hub=self._hub,
+                    config=self._actor_config,
+                    mailbox=mailbox,
+                    ledger=self.ledger,
+                    lease_ok=lambda: self.lease_ok(video_id),
+                )
                 await actor.run()
                 return
             except LeaseLost:
@@ -297,9 +302,10 @@ class Supervisor:
                 current = None  # changed elsewhere (a cancel, say): reload and carry on
                 continue
             except StorageUnavailable as error:
+                # Not the actor's fault: wait for the database without counting a crash.
                 log.warning("task %s: database unavailable (%s); retrying", video_id, error)
                 current = None
-                await trio.sleep(self._intensity.backoff_max_s / 6)
+                await trio.sleep(self.OUTAGE_RETRY_S)
                 continue
             except Exception:
                 self.crashes += 1
@@ -309,7 +315,10 @@ class Supervisor:
             while crashes and crashes[0] <= now - self._intensity.period_s:
                 crashes.popleft()
             if len(crashes) > self._intensity.max_restarts:
-                await self._give_up(video_id)
+                try:
+                    await self._give_up(video_id)
+                except Exception:  # the next start (or another instance) tries again
+                    log.exception("could not mark task %s failed", video_id)
                 return
             await trio.sleep(self._intensity.backoff(len(crashes)))
             current = None
@@ -366,5 +375,8 @@ class Supervisor:
                 try:
                     return await reply_receive.receive()
                 except trio.EndOfChannel:
-                    pass  # the actor crashed while handling it: fall through
-        return await self._end_in_database(video_id, Phase.CANCELLED, "cancelled", reason)
+                    pass  # the actor crashed or stopped while handling it: fall through
+        outcome = await self._end_in_database(video_id, Phase.CANCELLED, "cancelled", reason)
+        if outcome is not None and outcome.cancelled:
+            self._stop(video_id)  # an actor still busy here must not act on it any more
+        return outcome

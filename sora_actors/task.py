@@ -18,10 +18,11 @@ provider that cannot list fails the task with SUBMISSION_UNCERTAIN (retryable) i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,16 +147,39 @@ class TaskActor:
             if trio.current_time() >= self._deadline:
                 await self._fail(ErrorCode.DEADLINE_EXCEEDED, "the task did not finish in time")
                 break
-            await steps[Phase(self.task.phase)]()
+            await self._step(steps[Phase(self.task.phase)])
         return self.task
 
+    async def _step(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run one step while listening to the mailbox. A command interrupts the step (an
+        upstream call, a download, a wait) and is handled at once: a cancel never waits for
+        a slow upstream. Interrupting is safe: storage units complete regardless, a create
+        cut off is looked up if the task goes on, and downloads land in temp files."""
+        command: Command | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def listen() -> None:
+                    nonlocal command
+                    with contextlib.suppress(trio.EndOfChannel):
+                        command = await self._mailbox.receive()
+                        nursery.cancel_scope.cancel()
+
+                nursery.start_soon(listen)
+                await step()
+                nursery.cancel_scope.cancel()
+        except BaseException as error:
+            if command is not None:
+                command.reply.close()  # its sender settles it through the database
+            # The supervisor tells StaleTask, LeaseLost, a database outage and a crash apart:
+            # hand it the step's own exception, not the nursery's group around it.
+            raise _sole_error(error) from None
+        if command is not None:
+            await self._handle(command)
+
     async def _wait(self, seconds: float) -> None:
-        """Sleep (never past the task deadline) while answering commands."""
-        until = min(trio.current_time() + max(0.0, seconds), self._deadline)
-        with trio.move_on_at(until):
-            while not self.task.terminal:
-                command = await self._mailbox.receive()
-                await self._handle(command)
+        """Sleep, never past the task deadline (commands interrupt it: see `_step`)."""
+        await trio.sleep_until(min(trio.current_time() + max(0.0, seconds), self._deadline))
 
     async def _drain_mailbox(self) -> None:
         while not self.task.terminal:
@@ -243,25 +267,37 @@ class TaskActor:
             started_at=self.task.started_at or now,
         )
         self._settle_at = trio.current_time() + self._config.submit_settle_s
+        # Waiting for a job slot must not outlive the task: past the deadline the next step
+        # fails it (a create cut off mid-flight is looked up like any lost one).
+        # (Only the upstream call is timed: a Trio timer armed around database I/O would let
+        # a virtual clock jump to it.)
+        job: UpstreamJob | None = None
         try:
-            job = await self._send()
+            send = await self._prepare_send()
+            with trio.move_on_at(self._deadline):
+                job = await send()
         except UpstreamError as error:
             await self._submit_failed(error)
+            return
+        if job is None:
             return
         await self._adopt(job, "submitted")
         await self._wait(self._config.policy.first_delay())
 
-    async def _send(self) -> UpstreamJob:
-        """The create call: a remix of the source task's upstream job, else a new job."""
+    async def _prepare_send(self) -> Callable[[], Awaitable[UpstreamJob]]:
+        """The create call, ready to go: a remix of the source task's upstream job, else a
+        new job (its inputs are read from storage here, before any timer is armed)."""
         source_id = self.task.remixed_from_video_id
         if source_id is None:
-            return await self._provider.submit(await self._request())
+            request = await self._request()
+            return lambda: self._provider.submit(request)
         source = await self._storage.tasks.get(source_id)
         if source is None or source.external_video_id is None:
             raise UpstreamError(
                 ErrorKind.INVALID_REQUEST, f"the remixed task {source_id} has no upstream job"
             )
-        return await self._provider.remix(source.external_video_id, self.task.prompt)
+        target = source.external_video_id
+        return lambda: self._provider.remix(target, self.task.prompt)
 
     async def _submit_failed(self, error: UpstreamError) -> None:
         kind = error.kind
@@ -459,6 +495,23 @@ class TaskActor:
             Phase.FETCHING, f"downloading the result failed; retrying in {delay:.0f} s"
         )
         await self._wait(delay)
+
+
+def _sole_error(error: BaseException) -> BaseException:
+    """The one exception that is not a cancellation, if a group holds exactly one."""
+    if not isinstance(error, BaseExceptionGroup):
+        return error
+    _, rest = error.split(trio.Cancelled)
+    if rest is None:
+        return error  # only cancellations: let Trio handle them as they are
+    leaves = list(_leaves(rest))
+    return leaves[0] if len(leaves) == 1 else error
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 def _ms(unix_seconds: float | None) -> int | None:

@@ -115,6 +115,9 @@ class MemoryProvider:
     ) -> None:
         await self.aclose()
 
+    def forget(self, job_id: str) -> None:
+        self.limiter.release(job_id)
+
     async def aclose(self) -> None:
         """Nothing to release; kept for interface parity."""
 

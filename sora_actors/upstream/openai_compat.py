@@ -114,6 +114,9 @@ class OpenAICompatProvider:
     ) -> None:
         await self.aclose()
 
+    def forget(self, job_id: str) -> None:
+        self.limiter.release(job_id)
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

@@ -176,6 +176,11 @@ class Provider(Protocol):
         """Newest-first page of this key's jobs, to find a job whose id was never stored."""
         ...
 
+    def forget(self, job_id: str) -> None:
+        """We stop following this job (cancelled, failed, handed to another instance):
+        give back its concurrent-job slot, since no poll will see it end."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...

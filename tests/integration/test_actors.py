@@ -166,7 +166,10 @@ async def test_poll_schedule_is_exact(
         t0 = trio.current_time()
         task = await h.create()
         done = await h.until_terminal(task.video_id)
-        assert done.status == "COMPLETED" and done.progress == 100
+        assert done.status == "COMPLETED" and done.progress == 100, (
+            done.error_code,
+            done.error_message,
+        )
 
         submit_at = next(t for name, t in h.provider.calls if name == "submit")
         times = [t for t, _ in h.provider.polls]
@@ -373,3 +376,69 @@ async def test_cancel_racing_completion_ends_in_one_state(
         assert terminal_events[0] == final.status
         assert outcome.task.status == final.status
         assert outcome.cancelled == (final.status == "CANCELLED")
+
+
+async def test_a_database_outage_does_not_take_the_runtime_down(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database goes away for a while (actor writes and reloads fail); the supervisor
+    waits it out without counting crashes, and the task still completes."""
+    from sora_actors.storage import StorageUnavailable
+
+    async with running(sqlite_url) as h:
+        real_change, real_get = h.storage.tasks.change, h.storage.tasks.get
+        outage = {"left": 6}
+
+        def down() -> bool:
+            if outage["left"] > 0:
+                outage["left"] -= 1
+                return True
+            return False
+
+        async def change(task: Task, activity: Activity | None = None, **kw: Any) -> Task:
+            if kw.get("phase") == Phase.POLLING.value and down():
+                raise StorageUnavailable("down")
+            return await real_change(task, activity, **kw)
+
+        async def get(video_id: str) -> Task | None:
+            if down():
+                raise StorageUnavailable("still down")
+            return await real_get(video_id)
+
+        monkeypatch.setattr(h.storage.tasks, "change", change)
+        monkeypatch.setattr(h.storage.tasks, "get", get)
+        task = await h.create(prompt="through an outage")
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED"
+        assert h.supervisor.crashes == 0
+        assert outage["left"] == 0
+
+
+async def test_a_failed_poll_count_write_is_retried_not_fatal(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sora_actors import ledger as ledger_module
+
+    real = ledger_module.record_polls
+    failures = {"left": 2}
+
+    async def flaky(database: Any, polls: dict[str, tuple[int, int]]) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise RuntimeError("database is locked")
+        await real(database, polls)
+
+    monkeypatch.setattr(ledger_module, "record_polls", flaky)
+    async with running(sqlite_url) as h:
+        h.provider.inner.inject_error(
+            "get", UpstreamError(ErrorKind.TRANSIENT, "502", status=502), count=3
+        )
+        task = await h.create(prompt="counted anyway")
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED"
+        assert failures["left"] == 0
+        await trio.sleep(h.supervisor.ledger.RETRY_S * 3)
+        await h.supervisor.ledger.flush()
+        final = await h.storage.tasks.get(task.video_id)
+        assert final is not None
+        assert final.poll_count == len([n for n, _ in h.provider.calls if n == "get"])
