@@ -370,8 +370,14 @@ class TaskActor:
             return None
         taken = await self._storage.tasks.claimed_external_ids([job.id for job in candidates])
         free = [job for job in candidates if job.id not in taken]
-        # Oldest first: tasks submitted in order adopt their jobs in order.
-        free.sort(key=lambda job: job.created_at or 0.0)
+        if len(free) > 1:
+            # Several unclaimed jobs look like ours (the same prompt sent by other tasks that
+            # crashed too, perhaps other users'): adopting one could hand this user someone
+            # else's video. Say we cannot tell instead.
+            raise UpstreamError(
+                ErrorKind.INVALID_REQUEST,
+                f"{len(free)} upstream jobs match this task; cannot tell which is its own",
+            )
         return free[0] if free else None
 
     # -- polling ----------------------------------------------------------------------

@@ -442,3 +442,27 @@ async def test_a_failed_poll_count_write_is_retried_not_fatal(
         final = await h.storage.tasks.get(task.video_id)
         assert final is not None
         assert final.poll_count == len([n for n, _ in h.provider.calls if n == "get"])
+
+
+async def test_two_lost_submissions_with_one_prompt_are_not_guessed(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Both creates reached the upstream but neither answer was stored: two jobs match each
+    task, so neither task may adopt one (it could be the other user's)."""
+    async with running(sqlite_url, config=ActorConfig(submit_settle_s=20)) as h:
+        lost = {"left": 2}
+
+        def lose() -> bool:
+            if lost["left"] > 0:
+                lost["left"] -= 1
+                return True
+            return False
+
+        h.provider.crash["submit-after"] = lose
+        first = await h.create(prompt="a cat")
+        second = await h.create(prompt="a cat")
+        ended = [await h.until_terminal(t.video_id) for t in (first, second)]
+        assert [t.status for t in ended] == ["FAILED", "FAILED"]
+        assert {t.error_code for t in ended} == {"SUBMISSION_UNCERTAIN"}
+        assert {t.external_video_id for t in ended} == {None}
+        assert h.provider.inner.creates == 2
