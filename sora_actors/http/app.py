@@ -99,6 +99,12 @@ def create_app(services: Services) -> QuartTrio:
                 # request (the next one would hang), so it ends with this answer.
                 headers={"Connection": "close"},
             )
+        # NUL characters in ids or query values can only be mistakes or probes (and
+        # PostgreSQL cannot compare them): refuse them before any route sees them.
+        if any("\x00" in value for value in (request.view_args or {}).values()) or any(
+            "\x00" in value for value in request.args.values()
+        ):
+            raise ApiError(400, "INVALID_CHARACTER", "NUL characters are not allowed here.")
         # Bodies without a Content-Length (chunked) are cut off at the same limit.
         request.body._max_content_length = limit
 

@@ -44,7 +44,9 @@ from .wire import task_wire
 
 blueprint = Blueprint("content", __name__)
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 18 digits: larger numbers are no file's offsets (and Python refuses to parse
+# very long ones).
+_RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 
 
 @blueprint.record_once
@@ -53,14 +55,6 @@ def _install_signer(state: BlueprintSetupState) -> None:
     signer = UrlSigner.from_settings(context.services.settings)
     state.app.extensions[SIGNER_KEY] = signer
     signing.install(signer)
-
-
-@blueprint.before_app_request
-async def _remember_origin() -> None:
-    # Links in WebSocket events are made outside any request; they use this origin.
-    origin = signing.request_origin()
-    if origin:
-        _signer().last_origin = origin
 
 
 def _signer() -> UrlSigner:
@@ -349,4 +343,5 @@ async def media_file(video_id: str, variant: str) -> Response:
 
 def _max_age() -> int:
     raw = request.args.get("exp", "0")
-    return max(0, int(raw) - int(time.time())) if raw.isdigit() else 0
+    valid = raw.isascii() and raw.isdigit() and len(raw) <= 12
+    return max(0, int(raw) - int(time.time())) if valid else 0

@@ -6,9 +6,9 @@ quart-schema validates requests with these and builds the OpenAPI document from 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .security import BCRYPT_MAX_BYTES
@@ -17,16 +17,32 @@ _USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
-class Wire(BaseModel):
-    """Base of every body: camelCase aliases, unknown request fields ignored."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
 def _nonblank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
     return value.strip()
+
+
+class Wire(BaseModel):
+    """Base of every body: camelCase aliases, unknown request fields ignored, and no NUL
+    characters in any text (PostgreSQL cannot store them; nobody means them)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, str) and "\x00" in value:
+                    raise ValueError(f"{key}: must not contain NUL characters")
+        return data
+
+
+def _no_nul_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
 
 
 # A video prompt, wherever one is accepted (create, remix): 1..4000 characters, not blank,
@@ -35,6 +51,7 @@ Prompt = Annotated[
     str,
     Field(min_length=1, max_length=4000, json_schema_extra={"pattern": r"\S"}),
     AfterValidator(_nonblank),
+    AfterValidator(_no_nul_text),
 ]
 
 

@@ -47,10 +47,11 @@ class UrlSigner:
     def __init__(self, key: bytes, ttl_seconds: int, public_base_url: str = "") -> None:
         self._key = key
         self._ttl = ttl_seconds
+        # Links made outside an HTTP request (WebSocket events, encoded once in the actor's
+        # task) carry this origin, or none at all: a relative /files/... link, which a page
+        # on this origin plays as it is. (Never an origin learnt from some other client's
+        # Host header: that would let anyone redirect other users' signed links.)
         self._public_base_url = public_base_url
-        # Links that go out outside any request (WebSocket events are encoded once, in the
-        # actor's task) use the origin of the latest request when no public URL is set.
-        self.last_origin = ""
         # Expiries are rounded up to this step, so the links in repeated reads of a task
         # stay the same for a while (the browser keeps its cached video): valid for at
         # least the TTL, at most one step more.
@@ -76,14 +77,19 @@ class UrlSigner:
         path = (
             f"/files/{video_id}/{variant}?exp={expires}&sig={self._mac(video_id, variant, expires)}"
         )
-        origin = self._public_base_url or (base if base is not None else self.last_origin)
+        origin = self._public_base_url or base or ""
         return SignedUrl(origin.rstrip("/") + path, expires)
 
     def verify(
         self, video_id: str, variant: str, expires: str | None, signature: str | None
     ) -> Verdict:
         """Check a link's parameters; the MAC first, so a forged link learns nothing more."""
-        if not expires or not signature or not expires.isdigit() or len(expires) > 12:
+        if (
+            not expires
+            or not signature
+            or not (expires.isascii() and expires.isdigit())
+            or len(expires) > 12
+        ):
             return Verdict.INVALID
         wanted = self._mac(video_id, variant, int(expires))
         if not hmac.compare_digest(wanted.encode(), signature.encode()):

@@ -342,9 +342,12 @@ def _encode_cursor(task: Task) -> str:
 def _decode_cursor(raw: str) -> tuple[int, str]:
     try:
         created, video_id = base64.urlsafe_b64decode(raw.encode()).decode().split(":", 1)
-        return int(created), video_id
+        moment = int(created)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_CURSOR", "cursor: not a cursor this API issued") from None
+        moment, video_id = -1, ""
+    if not 0 <= moment < 2**63 or "\x00" in video_id or len(video_id) > 200:
+        raise ApiError(400, "INVALID_CURSOR", "cursor: not a cursor this API issued")
+    return moment, video_id
 
 
 @blueprint.get("/tasks")
