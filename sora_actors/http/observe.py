@@ -53,6 +53,16 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     return uuid.uuid4().hex
 
 
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            return value.strip() not in (b"", b"0")
+        if lowered == b"transfer-encoding":
+            return True
+    return False
+
+
 class HttpMetrics:
     """The per-app registry and the series the middleware feeds."""
 
@@ -144,6 +154,15 @@ class ObservedApp:
         header = (_HEADER_BYTES, current.id.encode())
         status = 500
         started = time.perf_counter()
+        body_pending = kind == "http" and _has_body(scope.get("headers", []))
+
+        async def receive_body() -> Any:
+            nonlocal body_pending
+            message = await receive()
+            last = message["type"] == "http.request" and not message.get("more_body", False)
+            if last or message["type"] == "http.disconnect":
+                body_pending = False
+            return message
 
         async def send_with_id(message: dict[str, Any]) -> None:
             nonlocal status
@@ -152,11 +171,17 @@ class ObservedApp:
                 headers = list(message.get("headers") or [])
                 if all(name.lower() != _HEADER_BYTES for name, _ in headers):
                     headers.append(header)
+                if body_pending:
+                    # Answered before the body was read (401, 413, a bad header...): the
+                    # rest of it is still on the wire and the server stops reading, so a
+                    # next request on this connection would hang. End the connection.
+                    headers = [(n, v) for n, v in headers if n.lower() != b"connection"]
+                    headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self._inner(scope, receive, send_with_id)
+            await self._inner(scope, receive_body, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             current.active = False

@@ -170,7 +170,8 @@ async def test_request_ids_are_echoed_or_generated_on_every_response(server: Liv
         ("GET", "/api/video/tasks", {}, 401),
         ("POST", "/health", {}, 405),
         ("POST", "/api/auth/login", {"content": too_big}, 413),
-        # Same keep-alive connection: the unread body above must not stall this one.
+        # Same keep-alive connection: an unread body above must not stall what follows.
+        ("POST", "/api/video/tasks", {"files": {"input_reference": b"x" * 600_000}}, 401),
         ("GET", "/files/video_x/video?exp=1&sig=bad", {}, 403),
         ("POST", "/api/auth/login", {"content": b"\xff\xfe", "headers": {}}, 415),
     ]
