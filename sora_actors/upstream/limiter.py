@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Self
 
 import trio
 
@@ -116,3 +118,27 @@ class Limiter:
         if job_id in self._jobs:
             self._jobs.discard(job_id)
             self._lot.unpark()
+
+
+class LimitedProvider:
+    """What every provider behind a `Limiter` shares: its lifetime as an async context
+    manager, and giving a job's slot back when nobody follows the job any more."""
+
+    limiter: Limiter
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def forget(self, job_id: str) -> None:
+        self.limiter.release(job_id)
+
+    async def aclose(self) -> None:
+        """Nothing to release unless a subclass holds connections."""

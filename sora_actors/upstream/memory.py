@@ -11,14 +11,13 @@ import random
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
 import trio
 
 from .config import RetryPolicy
 from .engine import Engine, EngineError, JobState, SimulatorConfig
-from .limiter import Limiter
+from .limiter import LimitedProvider, Limiter
 from .mapping import (
     DEFAULT_MODEL_MAP,
     OPENAI_SECONDS,
@@ -73,7 +72,7 @@ def job_state_to_upstream(
     )
 
 
-class MemoryProvider:
+class MemoryProvider(LimitedProvider):
     """`Provider` backed directly by an `Engine`. Errors surface at once unless `retry` asks."""
 
     def __init__(
@@ -103,23 +102,6 @@ class MemoryProvider:
         self._rng = rng or random.Random(0)
         self._injections: dict[str, deque[_Injection]] = {}
         self.calls: dict[str, int] = dict.fromkeys(_METHODS, 0)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def forget(self, job_id: str) -> None:
-        self.limiter.release(job_id)
-
-    async def aclose(self) -> None:
-        """Nothing to release; kept for interface parity."""
 
     # -- test hooks -----------------------------------------------------------
     def inject_error(

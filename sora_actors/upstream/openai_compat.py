@@ -21,14 +21,13 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import AsyncGenerator, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx2
 import trio
 
 from .config import UpstreamConfig
-from .limiter import Limiter
+from .limiter import LimitedProvider, Limiter
 from .mapping import (
     classify_http_error,
     job_from_wire,
@@ -64,7 +63,7 @@ def _is_api_error_body(body: bytes) -> bool:
     return isinstance(doc, dict) and "error" in doc
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(LimitedProvider):
     """`Provider` over HTTP. Use as `async with OpenAICompatProvider(config) as p:`."""
 
     def __init__(
@@ -102,20 +101,6 @@ class OpenAICompatProvider:
             ),
             headers={"authorization": config.auth_header(), "user-agent": config.user_agent},
         )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    def forget(self, job_id: str) -> None:
-        self.limiter.release(job_id)
 
     async def aclose(self) -> None:
         await self._client.aclose()
