@@ -83,11 +83,6 @@ async def run_server(
         services = Services(settings=settings, storage=storage, runtime=runtime)
         app = create_app(services)
         config = hypercorn_config(settings, host, port)
-
-        async def report(binds: list[str]) -> None:
-            log.info("sora-actors %s listening on %s", services.version, ", ".join(binds))
-            task_status.started(Running(binds[0], services, app))
-
         async with trio.open_nursery() as nursery:
             binds: list[str] = await nursery.start(
                 partial(
@@ -97,6 +92,7 @@ async def run_server(
                     shutdown_trigger=shutdown_trigger or wait_for_signal,
                 )
             )
-            await report(binds)
+            log.info("sora-actors %s listening on %s", services.version, ", ".join(binds))
+            task_status.started(Running(binds[0], services, app))
         # Hypercorn has drained; leaving the blocks stops the actors, then storage.
     log.info("stopped")
