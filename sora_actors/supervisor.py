@@ -107,8 +107,8 @@ class Supervisor:
 
     def lease_ok(self, video_id: str) -> bool:
         """May the actor of ``video_id`` still act? (Always, without leases.)"""
-        if self._lease is None:
-            return True
+        if self._lease is None or self._lease.exclusive:
+            return True  # the only process there can be: nobody else could adopt the task
         return trio.current_time() < self._leased_until.get(video_id, -math.inf)
 
     @property
@@ -130,8 +130,9 @@ class Supervisor:
                     log.info("resumed %d unfinished tasks", resumed)
                 if self._lease is not None:
                     nursery.start_soon(self._claim_loop)
-                    nursery.start_soon(self._heartbeat_loop)
-                    nursery.start_soon(self._watchdog_loop)
+                    if not self._lease.exclusive:  # only shared tasks need their leases kept
+                        nursery.start_soon(self._heartbeat_loop)
+                        nursery.start_soon(self._watchdog_loop)
                 task_status.started(resumed)
                 await trio.sleep_forever()
         finally:
