@@ -32,6 +32,7 @@ Unit = Callable[Concatenate[Any, P], Awaitable[T]]
 
 COMMAND_TIMEOUT_SECONDS = 30.0
 UNIT_TIMEOUT_SECONDS = 60.0
+DISCONNECT_TIMEOUT_SECONDS = 5.0
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -91,7 +92,17 @@ class _AioEngine:
         if self._sqlite_conn is not None:
             await self._sqlite_conn.__aexit__(None, None, None)
             self._sqlite_conn = None
-        await self.db.disconnect()
+        if self.dialect == "sqlite":
+            await self.db.disconnect()
+            return
+        try:
+            # asyncpg's Pool.close() waits for every connection to come back, which a
+            # connection broken by a database restart may never do: shutdown must not hang.
+            await asyncio.wait_for(self.db.disconnect(), DISCONNECT_TIMEOUT_SECONDS)
+        except TimeoutError:
+            pool = getattr(getattr(self.db, "_backend", None), "_pool", None)
+            if pool is not None:
+                pool.terminate()
 
     async def unit(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._sqlite_lock is not None:
