@@ -252,8 +252,9 @@ async def test_no_request_before_retry_after(start_sim: SimFactory) -> None:
     assert len([r for r in log if r["outcome"] == "ok"]) == 1 + 12
     for r in refusals:
         # the client learns of the 429 after it was logged, so nothing may arrive before t + ra,
-        # except requests that were already on the wire: those arrive within a few ms of r["t"]
-        blocked_from = r["t"] + 0.02
+        # except requests that were already on the wire: those arrive soon after r["t"] (on
+        # a busy two-core machine, within tens of milliseconds)
+        blocked_from = r["t"] + 0.08
         later = [x for x in log if blocked_from < x["t"] < r["t"] + r["retry_after_s"]]
         assert later == [], (r, later)
 
@@ -278,10 +279,12 @@ async def test_client_limiter_caps_jobs_and_request_rate(start_sim: SimFactory) 
     times = sorted(r["t"] for r in key_requests(await sim.admin.requests()))
     assert len(times) > 20
     # paced at 40/s: the k-th request after any request arrives no sooner than k/40 s later
-    # (minus a little loopback jitter), so any 0.5 s window holds at most 21 requests
+    # minus the jitter of arrival on a busy machine (client and simulator share one loop and
+    # two cores: one late arrival shortens the next gap), so any 0.5 s window holds at most
+    # 21 requests. Without pacing they would arrive within a few milliseconds of each other.
     for i, t in enumerate(times):
         for k, u in enumerate(times[i + 1 :], start=1):
-            assert u - t >= k / 40 - 0.01
+            assert u - t >= k / 40 - 0.05
         assert sum(1 for u in times[i:] if u < t + 0.5) <= 21
 
 
