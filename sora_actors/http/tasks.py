@@ -13,7 +13,7 @@ import json
 import uuid
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from quart import Blueprint, Response, request
 
 from ..clock import wall_ms
@@ -45,6 +45,14 @@ _DURATION_ENUM: dict[str, Any] = {"enum": list(DURATIONS)}
 CreateModel = TypeVar("CreateModel", bound="TaskCreate")
 
 
+# The values each create field accepts, and the unit its error message names.
+_CHOICES: dict[str, tuple[tuple[object, ...], str]] = {
+    "model": (MODELS, ""),
+    "size": (SIZES, ""),
+    "duration": (DURATIONS, " (seconds)"),
+}
+
+
 class TaskCreate(BaseModel):
     """A create request, from JSON or multipart alike."""
 
@@ -59,25 +67,12 @@ class TaskCreate(BaseModel):
         default=4, alias="duration", description="seconds", json_schema_extra=_DURATION_ENUM
     )
 
-    @field_validator("model")
+    @field_validator("model", "size", "duration")
     @classmethod
-    def _model(cls, value: str) -> str:
-        if value not in MODELS:
-            raise ValueError(f"must be one of {', '.join(MODELS)}")
-        return value
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        if value not in SIZES:
-            raise ValueError(f"must be one of {', '.join(SIZES)}")
-        return value
-
-    @field_validator("duration")
-    @classmethod
-    def _duration(cls, value: int) -> int:
-        if value not in DURATIONS:
-            raise ValueError(f"must be one of {', '.join(map(str, DURATIONS))} (seconds)")
+    def _allowed(cls, value: Any, info: ValidationInfo) -> Any:
+        allowed, unit = _CHOICES[info.field_name or ""]
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}{unit}")
         return value
 
 
