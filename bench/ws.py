@@ -7,14 +7,19 @@ time in ``message``). A separate client process (trio-websocket) opens ``--conne
 connections, each authenticated with ``?token=`` and subscribed to its own task, and
 measures the time from publish to receipt.
 
-Prints: push latency p50/p99/max, server RSS growth per connection, server and client CPU.
+Prints: push latency p50/p99/max, server RSS growth per connection, server and client CPU,
+and the server's own stalls while publishing (garbage collections, event-loop lag, loop
+batches over 100 ms). The client keeps its collector off while measuring: a load
+generator's pauses are not the server's latency.
 
     python bench/ws.py [--connections 10000] [--rate 1000] [--seconds 60]
+                       [--gc-freeze-seconds 0.5] [--trace-memory 30] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import gc
 import json
@@ -24,6 +29,7 @@ import resource
 import sys
 import tempfile
 import time
+import tracemalloc
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,9 +58,101 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tracked_objects() -> int:
+    """Objects the garbage collector tracks, frozen ones included."""
+    return len(gc.get_objects()) + gc.get_freeze_count()
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+class Stalls:
+    """A process's own pauses while publishing: garbage collections and event-loop lag."""
+
+    def __init__(self) -> None:
+        self.gc: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.lag: list[float] = []
+        self._started = 0.0
+        self.tick = time.monotonic()
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.gc[info["generation"]].append((time.perf_counter() - self._started) * 1000)
+
+    async def sample_lag(self, stop: trio.Event) -> None:
+        while not stop.is_set():
+            self.tick = time.monotonic()
+            before = trio.current_time()
+            await trio.sleep(0.01)
+            self.lag.append((trio.current_time() - before - 0.01) * 1000)
+
+    def report(self, who: str = "server") -> str:
+        parts = [f"gen{g}: {len(d)} x, max {max(d, default=0):.1f} ms" for g, d in self.gc.items()]
+        return (
+            f"{who} stalls: GC {'; '.join(parts)}; loop lag p99 "
+            f"{percentile(self.lag, 99):.1f} ms, max {max(self.lag):.1f} ms"
+        )
+
+
+class BatchWatch(trio.abc.Instrument):
+    """Event-loop batches (io wait to io wait) over 100 ms: how many steps, and of what."""
+
+    def __init__(self) -> None:
+        self.origin = time.perf_counter()
+        self._start = 0.0
+        self._step = 0.0
+        self._wait_from = time.perf_counter()
+        self._steps: dict[str, list[float]] = {}
+        self.reports: list[str] = []
+
+    def after_io_wait(self, timeout: float) -> None:
+        self._start = time.perf_counter()
+        self._steps = {}
+        overshoot = self._start - self._wait_from - timeout
+        if overshoot > 0.05:
+            self.reports.append(
+                f"t={self._start - self.origin:.1f}s io wait overshot its {timeout * 1000:.0f} ms"
+                f" timeout by {overshoot * 1000:.0f} ms"
+            )
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._step = time.perf_counter()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        took = time.perf_counter() - self._step
+        entry = self._steps.setdefault(task.name.rsplit(".", 1)[-1], [0, 0.0])
+        entry[0] += 1
+        entry[1] += took
+
+    def before_io_wait(self, timeout: float) -> None:
+        self._wait_from = time.perf_counter()
+        took = self._wait_from - self._start
+        if took > 0.1 and self._start:
+            top = sorted(self._steps.items(), key=lambda kv: -kv[1][1])[:6]
+            steps = sum(int(v[0]) for v in self._steps.values())
+            self.reports.append(
+                f"t={self._start - self.origin:.1f}s batch {took * 1000:.0f} ms, {steps} steps: "
+                + ", ".join(f"{name} {int(n)}x {t * 1000:.0f}ms" for name, (n, t) in top)
+            )
+
+
+def print_memory_sites(before: tracemalloc.Snapshot, connections: int, top: int) -> None:
+    """Where the connections' memory was allocated (by source line), per connection."""
+    gc.collect()
+    diff = tracemalloc.take_snapshot().compare_to(before, "lineno")
+    tracemalloc.stop()
+    total = sum(d.size_diff for d in diff)
+    print(f"traced allocations: {total / 1024 / connections:.1f} KiB per connection")
+    for d in diff[:top]:
+        site = d.traceback[0]
+        print(
+            f"  {d.size_diff / connections:6.0f} B {d.count_diff / connections:5.1f} blocks"
+            f"  {site.filename.rsplit('site-packages/', 1)[-1]}:{site.lineno}"
+        )
 
 
 # -- the client process ---------------------------------------------------------------
@@ -95,6 +193,7 @@ async def client_main(plan: dict[str, Any]) -> None:
                 if isinstance(stamp, str) and stamp.isdigit():  # a synthetic event
                     latencies.append((now - int(stamp)) / 1e6)
 
+    gc.disable()  # the load generator's own collections must not pause the measurement
     async with trio.open_nursery() as nursery:
         limiter = trio.CapacityLimiter(100)
         for video_id in video_ids:
@@ -104,6 +203,10 @@ async def client_main(plan: dict[str, Any]) -> None:
         # objects out of the cyclic collector's reach before measuring.
         gc.collect()
         gc.freeze()
+        stalls = Stalls()
+        gc.callbacks.append(stalls.on_gc)
+        stop_sampling = trio.Event()
+        nursery.start_soon(stalls.sample_lag, stop_sampling)
         print(json.dumps({"ready": ready, "failures": failures}), flush=True)
         stdin = trio.lowlevel.FdStream(os.dup(0))
         buffer = b""
@@ -122,7 +225,9 @@ async def client_main(plan: dict[str, Any]) -> None:
             "max": max(latencies) if latencies else None,
             "rss_kib": rss_kib(),
             "cpu_s": cpu_seconds(),
+            "stalls": stalls.report("client"),
         }
+        stop_sampling.set()
         print(json.dumps(result), flush=True)
         nursery.cancel_scope.cancel()
 
@@ -147,6 +252,7 @@ async def server_main(args: argparse.Namespace) -> None:
             "bcrypt_rounds": 4,
             "shutdown_grace_seconds": 1.0,
             "ws_heartbeat_seconds": 30.0,
+            "gc_freeze_seconds": args.gc_freeze_seconds,
         },
     )
     stop = trio.Event()
@@ -174,7 +280,11 @@ async def server_main(args: argparse.Namespace) -> None:
         plan.write_text(
             json.dumps({"url": url, "token": token, "videoIds": [t.video_id for t in tasks]})
         )
-        rss_before = rss_kib()
+        rss_before, objects_before = rss_kib(), tracked_objects()
+        print(f"allocated blocks before connections: {sys.getallocatedblocks()}", flush=True)
+        if args.trace_memory:
+            tracemalloc.start()
+            snap_before = tracemalloc.take_snapshot()
         started = time.monotonic()
         process = await trio.lowlevel.open_process(
             [sys.executable, __file__, "--client", str(plan)],
@@ -190,7 +300,9 @@ async def server_main(args: argparse.Namespace) -> None:
             flush=True,
         )
         await trio.sleep(2)
-        rss_after = rss_kib()
+        rss_after, objects_after = rss_kib(), tracked_objects()
+        if args.trace_memory:
+            print_memory_sites(snap_before, args.connections, args.trace_memory)
         await process.stdin.send_all(b"GO\n")
         await trio.sleep(0.5)
         cpu_start, client_cpu_start, wall_start = (
@@ -198,6 +310,14 @@ async def server_main(args: argparse.Namespace) -> None:
             cpu_seconds(process.pid),
             time.monotonic(),
         )
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.enable()
+        stalls = Stalls()
+        batches = BatchWatch()
+        trio.lowlevel.add_instrument(batches)
+        gc.callbacks.append(stalls.on_gc)
+        nursery.start_soon(stalls.sample_lag, stop)
         seq = {t.video_id: t.seq for t in tasks}
         per_tick = max(1, round(args.rate / 100))
         index = 0
@@ -217,6 +337,12 @@ async def server_main(args: argparse.Namespace) -> None:
             next_tick += 0.01
             await trio.sleep_until(next_tick)
         wall = time.monotonic() - wall_start
+        gc.callbacks.remove(stalls.on_gc)
+        trio.lowlevel.remove_instrument(batches)
+        stalls_report = stalls.report()  # the publish phase only, not the teardown after it
+        if args.profile:
+            profile.disable()
+            profile.dump_stats(args.profile)
         server_cpu = cpu_seconds() - cpu_start
         client_cpu = cpu_seconds(process.pid) - client_cpu_start
         await trio.sleep(1)
@@ -234,12 +360,18 @@ async def server_main(args: argparse.Namespace) -> None:
         print(
             f"server RSS: {rss_before / 1024:.0f} MiB before connections, "
             f"{rss_after / 1024:.0f} MiB with them: "
-            f"{(rss_after - rss_before) / max(1, n):.1f} KiB per connection"
+            f"{(rss_after - rss_before) / max(1, n):.1f} KiB per connection; "
+            f"{(objects_after - objects_before) / max(1, n):.0f} objects tracked by the "
+            "garbage collector per connection"
         )
         print(
             f"CPU during the publish phase: server {100 * server_cpu / wall:.0f} % of a core, "
             f"client {100 * client_cpu / wall:.0f} %; client RSS {result['rss_kib'] / 1024:.0f} MiB"
         )
+        print(stalls_report)
+        if batches.reports:
+            print("server loop batches over 100 ms:\n  " + "\n  ".join(batches.reports))
+        print(result["stalls"])
         stop.set()
 
 
@@ -260,6 +392,18 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--rate", type=int, default=1000, help="task events per second")
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument(
+        "--gc-freeze-seconds", type=float, default=0.5, help="the server's setting (0: off)"
+    )
+    parser.add_argument(
+        "--trace-memory",
+        type=int,
+        default=0,
+        metavar="N",
+        help="trace allocations while connecting; print the N biggest sites per connection"
+        " (tracing inflates the RSS figure)",
+    )
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the publish phase to FILE")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_fd_limit()

@@ -20,6 +20,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
+from .garbage import collecting
 from .http.app import create_app
 from .runtime import open_runtime
 from .services import Services
@@ -78,7 +79,11 @@ async def run_server(
             "(tokens will not survive a restart; set one in production)"
         )
     url = settings.resolved_database_url
-    async with open_storage(url) as storage, open_runtime(settings, storage) as runtime:
+    async with (
+        collecting(settings.gc_freeze_seconds, settings.gc_major_growth),
+        open_storage(url) as storage,
+        open_runtime(settings, storage) as runtime,
+    ):
         log.info("database ready: %s", storage.dialect)
         services = Services(settings=settings, storage=storage, runtime=runtime)
         app = create_app(services)

@@ -74,6 +74,8 @@ class Settings(BaseModel):
     ws_send_queue_size: int = Field(default=256, ge=4)
     ws_stuck_seconds: float = Field(default=30.0, gt=0)
     ws_max_message_bytes: int = Field(default=65536, ge=1024)
+    gc_freeze_seconds: float = Field(default=0.5, ge=0)
+    gc_major_growth: float = Field(default=2.0, gt=1)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 
