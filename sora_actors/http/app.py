@@ -79,7 +79,8 @@ def create_app(services: Services) -> QuartTrio:
         tokens=Tokens(settings.jwt_secret, settings.jwt_ttl_seconds),
         login_throttle=LoginThrottle(settings.login_max_failures, settings.login_window_seconds),
     )
-    ws.wire_hub(context)  # the hub serialises each event once, in the WebSocket envelope
+    # /ws in front of Quart; the hub serialises each event once, in the WebSocket envelope.
+    ws.install(app, context)
     observe.install(app, services)  # first: its hook names the route before others may fail
 
     @app.before_request
@@ -114,7 +115,6 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(accounts.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(content.blueprint)
-    app.register_blueprint(ws.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
     large_body(tasks.create)
