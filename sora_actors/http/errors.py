@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
-from quart import Quart, Response, request
+from quart import Quart, Response, has_websocket_context, request, websocket
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -40,6 +40,13 @@ def validation_details(error: Exception) -> list[dict[str, Any]]:
     return [{"field": "body", "message": str(error)}]
 
 
+def _target() -> str:
+    """``METHOD /path`` of the request (``WS /path`` for a WebSocket handshake)."""
+    if has_websocket_context():
+        return f"WS {websocket.path}"
+    return f"{request.method} {request.path}"
+
+
 def install(app: Quart) -> None:
     """Register the handlers that turn exceptions into envelopes."""
 
@@ -59,7 +66,7 @@ def install(app: Quart) -> None:
         status = error.code or 500
         code, message = _CODES.get(status, ("HTTP_ERROR", error.description or "HTTP error"))
         if status == 404:
-            message = f"No route for {request.method} {request.path}."
+            message = f"No route for {_target()}."
         headers = {}
         if status == 405 and getattr(error, "valid_methods", None):
             headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
@@ -77,5 +84,5 @@ def install(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s", _target())
         return ApiError(500, "INTERNAL_ERROR", "Something went wrong on our side.").response()

@@ -417,3 +417,36 @@ async def test_pings_are_sent(tmp_path: Path, sqlite_url: str) -> None:
                 ws.receive_data(await stream.receive_some(4096))
                 pings += sum(isinstance(event, Ping) for event in ws.events())
         await stream.aclose()
+
+
+async def handshake(server: LiveServer, target: str) -> list[Any]:
+    """Open a raw WebSocket handshake to ``target``; the server's first answer events."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    ws = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(ws.send(Request(host=host, target=target)))
+    events: list[Any] = []
+    with trio.fail_after(5):
+        while not events:
+            data = await stream.receive_some(4096)
+            if not data:
+                break
+            ws.receive_data(data)
+            events.extend(ws.events())
+    await stream.aclose()
+    return events
+
+
+async def test_ws_upgrade_is_observed_and_other_paths_are_not_ours(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """/ws is served in front of Quart: the upgrade still carries a request id, and a
+    WebSocket to any other path is left to Quart (which has no route for it)."""
+    async with live_server(ws_settings(tmp_path, sqlite_url)) as server:
+        accepted = (await handshake(server, "/ws?token=x"))[0]
+        assert isinstance(accepted, AcceptConnection)
+        assert any(name == b"x-request-id" and value for name, value in accepted.extra_headers)
+
+        refused = (await handshake(server, "/ws/other"))[0]
+        assert not isinstance(refused, AcceptConnection)
+        assert getattr(refused, "status_code", None) == 404
