@@ -31,6 +31,7 @@ Encode = Callable[["TaskEvent"], Frames]
 
 CLOSE_TOO_SLOW = 4429
 CLOSE_TOKEN_EXPIRED = 4401
+CLOSE_GOING_AWAY = 1001
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +223,7 @@ class Hub:
         self.published = 0  # events serialised (once each), for tests and metrics
         self.killed = 0
         self._coalesced_gone = 0  # coalesced by subscribers that have left
+        self._closing: tuple[int, str] | None = None
 
     def configure(self, encode: Encode, *, queue_size: int, stuck_seconds: float) -> None:
         """Set the wire encoder and limits (the http layer does this when the app is made)."""
@@ -262,7 +264,19 @@ class Hub:
     def connect(self, connection_id: str) -> Subscriber:
         subscriber = Subscriber(self, connection_id, self.queue_size)
         self._subscribers[connection_id] = subscriber
+        if self._closing is not None:
+            subscriber.kill(*self._closing)
         return subscriber
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Close every connection, and any that arrives from now on (the server is stopping).
+
+        Why: a WebSocket never finishes on its own, so without this the server's graceful
+        drain would wait its whole grace period, and clients would get no reason.
+        """
+        self._closing = (code, reason)
+        for subscriber in tuple(self._subscribers.values()):
+            subscriber.kill(code, reason)
 
     def disconnect(self, subscriber: Subscriber) -> None:
         """Forget the subscriber and every subscription it holds (idempotent)."""

@@ -1,7 +1,8 @@
 """Running the service: storage, the app-lifetime nursery and Hypercorn, shut down in order.
 
 Shutdown sequence (on SIGINT/SIGTERM or when the trigger returns):
-1. Hypercorn stops accepting and gives in-flight requests ``shutdown_grace_seconds``.
+1. WebSocket clients are closed with 1001 (going away); Hypercorn stops accepting and gives
+   in-flight requests ``shutdown_grace_seconds``.
 2. The runtime (actors, hub, in-process simulator) is cancelled; actors stop at their next
    checkpoint, and a unit of work already under way completes first.
 3. Storage closes.
@@ -22,6 +23,7 @@ from quart_trio import QuartTrio
 
 from .garbage import collecting
 from .http.app import create_app
+from .hub import CLOSE_GOING_AWAY, Hub
 from .runtime import open_runtime
 from .services import Services
 from .settings import Settings
@@ -62,6 +64,12 @@ def hypercorn_config(settings: Settings, host: str, port: int) -> HypercornConfi
     return config
 
 
+async def _then_close_websockets(trigger: Trigger, hub: Hub) -> None:
+    """Wait for the trigger, then close WebSocket clients with 1001 (going away)."""
+    await trigger()
+    hub.close_all(CLOSE_GOING_AWAY, "the server is shutting down")
+
+
 async def run_server(
     settings: Settings,
     *,
@@ -94,7 +102,9 @@ async def run_server(
                     hypercorn_serve,
                     app,
                     config,
-                    shutdown_trigger=shutdown_trigger or wait_for_signal,
+                    shutdown_trigger=partial(
+                        _then_close_websockets, shutdown_trigger or wait_for_signal, runtime.hub
+                    ),
                 )
             )
             log.info("sora-actors %s listening on %s", services.version, ", ".join(binds))

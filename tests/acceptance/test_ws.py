@@ -6,6 +6,7 @@ import dataclasses
 import json
 import socket as stdlib_socket
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 
 from sora_actors.hub import TaskEvent
+from sora_actors.server import Running, run_server
 from sora_actors.settings import Settings
 from sora_actors.storage import Task
 from tests.conftest import TEST_SECRET, make_settings
@@ -450,3 +452,26 @@ async def test_ws_upgrade_is_observed_and_other_paths_are_not_ours(
         refused = (await handshake(server, "/ws/other"))[0]
         assert not isinstance(refused, AcceptConnection)
         assert getattr(refused, "status_code", None) == 404
+
+
+async def test_shutdown_closes_clients_with_1001_without_waiting_out_the_grace(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """A WebSocket never ends by itself: stopping the server closes it (1001, going away),
+    so the drain does not sit out its grace period (30 s here; the bound below is 20 s)."""
+    settings = ws_settings(tmp_path, sqlite_url, shutdown_grace_seconds=30.0)
+    stop = trio.Event()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            running: Running = await nursery.start(
+                partial(run_server, settings, host="127.0.0.1", port=0, shutdown_trigger=stop.wait)
+            )
+            url = running.url.replace("http://", "ws://") + "/ws"
+            async with open_websocket_url(url) as connection:
+                assert json.loads(await connection.get_message())["type"] == "connected"
+                stop.set()
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await connection.get_message()
+                assert closed.value.reason.code == 1001
+                assert closed.value.reason.reason == "the server is shutting down"

@@ -107,3 +107,17 @@ async def test_slow_subscriber_coalesces_progress_keeps_terminals_and_overflows(
         hub.publish(TaskEvent(make_task(f"x{index}", "A", seq=2, status="FAILED")))
     assert subscriber.closed and subscriber.close_code == 4429
     assert subscriber.queued == 0 and hub.get("slow") is None and hub.connections == 0
+
+
+def test_close_all_closes_present_and_later_connections() -> None:
+    hub = Hub(CountingEncoder())
+    present = hub.connect("a")
+    hub.close_all(1001, "the server is shutting down")
+    later = hub.connect("b")
+    for subscriber in (present, later):
+        assert subscriber.closed
+        assert (subscriber.close_code, subscriber.close_reason) == (
+            1001,
+            "the server is shutting down",
+        )
+    assert hub.connections == 0
