@@ -19,6 +19,7 @@ from pathlib import Path
 
 import trio
 
+from sora_actors.garbage import collecting
 from sora_actors.hub import Hub
 from sora_actors.lifecycle import new_task
 from sora_actors.storage import Activity, open_storage
@@ -45,7 +46,9 @@ async def measure_lag(samples: list[float], stop: trio.Event) -> None:
         samples.append(trio.current_time() - start - 0.010)
 
 
-async def main(actors: int, seconds: float, settle: float, database_url: str) -> None:
+async def main(
+    actors: int, seconds: float, settle: float, database_url: str, gc_freeze_seconds: float
+) -> None:
     async with open_storage(database_url) as storage:
         user = await storage.accounts.create_user(
             f"bench-{uuid.uuid4().hex[:6]}", None, "x", Activity("register")
@@ -64,7 +67,7 @@ async def main(actors: int, seconds: float, settle: float, database_url: str) ->
         )
         lag: list[float] = []
         stop = trio.Event()
-        async with trio.open_nursery() as nursery:
+        async with collecting(gc_freeze_seconds, 2.0), trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
             rss_before = rss_bytes()
             for task in tasks:
@@ -100,8 +103,11 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--settle", type=float, default=30, help="seconds before measuring")
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--gc-freeze-seconds", type=float, default=0.5, help="as the server's setting (0: off)"
+    )
     args = parser.parse_args()
     url = args.database_url or (
         f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='sora-bench-')) / 'bench.db'}"
     )
-    trio.run(main, args.actors, args.seconds, args.settle, url)
+    trio.run(main, args.actors, args.seconds, args.settle, url, args.gc_freeze_seconds)
