@@ -54,7 +54,7 @@ def require_browser() -> str:
         message = "browser tests need " + " and ".join(missing)
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (CI=true: browser tests must run)")
-        pytest.skip(message)
+        pytest.skip(message)  # a laptop without a browser; under CI=true: failed above
     assert executable is not None
     return executable
 
