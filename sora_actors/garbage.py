@@ -51,8 +51,6 @@ class GcModule(Protocol):
 class CollectorStats:
     steps: int = 0
     majors: int = 0
-    longest_step_ms: float = 0.0
-    longest_major_ms: float = 0.0
 
 
 class FreezingCollector:
@@ -78,29 +76,27 @@ class FreezingCollector:
         self.stats = CollectorStats()
 
     def step(self) -> None:
-        """One scheduled collection: a full walk if frozen state has grown enough, else a
-        walk of the unfrozen objects; the survivors are frozen either way."""
-        started = time.perf_counter()
+        """One scheduled collection: a walk of the unfrozen objects, or of everything once
+        the heap has grown by ``major_growth`` since the last full walk; the survivors are
+        frozen either way."""
+        self.stats.steps += 1
         before = self._heap()
-        major = before > max(self.major_floor, self._after_major * self.major_growth)
-        if major:
-            self._gc.unfreeze()
+        if before <= max(self.major_floor, self._after_major * self.major_growth):
+            self._gc.collect()
+            self._gc.freeze()
+            return
+        started = time.perf_counter()
+        self._gc.unfreeze()
         self._gc.collect()
         self._gc.freeze()
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        self.stats.steps += 1
-        if major:
-            self._after_major = self._heap()
-            self.stats.majors += 1
-            self.stats.longest_major_ms = max(self.stats.longest_major_ms, elapsed_ms)
-            log.info(
-                "full garbage collection: %d allocated blocks before, %d after, %.0f ms",
-                before,
-                self._after_major,
-                elapsed_ms,
-            )
-        else:
-            self.stats.longest_step_ms = max(self.stats.longest_step_ms, elapsed_ms)
+        self._after_major = self._heap()
+        self.stats.majors += 1
+        log.info(
+            "full garbage collection: %d allocated blocks before, %d after, %.0f ms",
+            before,
+            self._after_major,
+            (time.perf_counter() - started) * 1000,
+        )
 
     async def run(self) -> None:
         """Step every ``interval`` until cancelled; then hand everything back to CPython."""

@@ -8,13 +8,15 @@ actors poll (``get``), so ``calls["get"]`` is the number of upstream polls.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from .upstream import ContentVariant, JobPage, Provider, SubmitRequest, UpstreamError, UpstreamJob
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,24 +38,20 @@ class CountingProvider:
         self.inner = inner
         self.stats = stats or UpstreamStats()
 
-    def _failed(self, error: UpstreamError) -> None:
-        self.stats.errors[error.kind.value] += 1
+    async def _counted(self, operation: str, call: Awaitable[T]) -> T:
+        """Count the call, and its failure if it raises an `UpstreamError`."""
+        self.stats.calls[operation] += 1
+        try:
+            return await call
+        except UpstreamError as error:
+            self.stats.errors[error.kind.value] += 1
+            raise
 
     async def submit(self, request: SubmitRequest) -> UpstreamJob:
-        self.stats.calls["submit"] += 1
-        try:
-            return await self.inner.submit(request)
-        except UpstreamError as error:
-            self._failed(error)
-            raise
+        return await self._counted("submit", self.inner.submit(request))
 
     async def get(self, job_id: str) -> UpstreamJob:
-        self.stats.calls["get"] += 1
-        try:
-            return await self.inner.get(job_id)
-        except UpstreamError as error:
-            self._failed(error)
-            raise
+        return await self._counted("get", self.inner.get(job_id))
 
     async def fetch_content(
         self, job_id: str, variant: ContentVariant = "video"
@@ -64,32 +62,17 @@ class CountingProvider:
                 async for chunk in chunks:
                     yield chunk
             except UpstreamError as error:
-                self._failed(error)
+                self.stats.errors[error.kind.value] += 1
                 raise
 
     async def remix(self, job_id: str, prompt: str) -> UpstreamJob:
-        self.stats.calls["remix"] += 1
-        try:
-            return await self.inner.remix(job_id, prompt)
-        except UpstreamError as error:
-            self._failed(error)
-            raise
+        return await self._counted("remix", self.inner.remix(job_id, prompt))
 
     async def delete(self, job_id: str) -> None:
-        self.stats.calls["delete"] += 1
-        try:
-            await self.inner.delete(job_id)
-        except UpstreamError as error:
-            self._failed(error)
-            raise
+        await self._counted("delete", self.inner.delete(job_id))
 
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
-        self.stats.calls["list_jobs"] += 1
-        try:
-            return await self.inner.list_jobs(after, limit)
-        except UpstreamError as error:
-            self._failed(error)
-            raise
+        return await self._counted("list_jobs", self.inner.list_jobs(after, limit))
 
     def forget(self, job_id: str) -> None:
         self.inner.forget(job_id)

@@ -19,6 +19,7 @@ import trio
 
 from sora_actors.settings import Settings, load
 from sora_actors.storage import provision
+from tests.harness import LiveServer, live_server
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TEST_SECRET = "test-secret-" + "x" * 40
@@ -41,7 +42,7 @@ def require_postgres() -> str:
         message = f"PostgreSQL not reachable at {url}"
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
-        pytest.skip(message)
+        pytest.skip(message)  # a laptop without PostgreSQL; under CI=true: failed above
     return url
 
 
@@ -84,7 +85,15 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Test settings; a module overrides this fixture to change them for its `server`."""
     return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+    """A real server on port 0 with the ``settings`` fixture, stopped after the test."""
+    async with live_server(settings) as running:
+        yield running
 
 
 @pytest.fixture

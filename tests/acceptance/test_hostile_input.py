@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,12 @@ from trio_websocket import open_websocket_url
 from sora_actors.settings import Settings
 from tests.acceptance.test_content import FAST, completed
 from tests.conftest import make_settings
-from tests.harness import LiveServer, assert_error, live_server
+from tests.harness import LiveServer, assert_error
 
 
 @pytest.fixture
-def fast(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url, **FAST)
-
-
-@pytest.fixture
-async def server(fast: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(fast) as running:
-        yield running
 
 
 async def test_nul_characters_are_refused(server: LiveServer) -> None:

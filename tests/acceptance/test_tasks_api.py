@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,8 @@ GIF = b"GIF89a" + b"\x00" * 64
 
 
 @pytest.fixture
-def fast_settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url, simulator_time_scale=60, polling_speedup=20)
-
-
-@pytest.fixture
-async def server(fast_settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(fast_settings) as running:
-        yield running
 
 
 async def wait_for_status(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket as stdlib_socket
-from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,6 @@ TERMINAL_TYPES = ("taskCompleted", "taskFailed", "taskCancelled")
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return ws_settings(tmp_path, database_url, **FAST)
-
-
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(settings) as running:
-        yield running
 
 
 async def token_of(server: LiveServer, username: str) -> str:
