@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import trio
+from measure import percentile, rss_kib, sample_lag
 
 from sora_actors.garbage import collecting
 from sora_actors.hub import Hub
@@ -26,24 +27,6 @@ from sora_actors.storage import Activity, open_storage
 from sora_actors.supervisor import Supervisor
 from sora_actors.task import ActorConfig
 from sora_actors.upstream import MemoryProvider, SimulatorConfig
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[1])
-    return pages * 4096
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def measure_lag(samples: list[float], stop: trio.Event) -> None:
-    while not stop.is_set():
-        start = trio.current_time()
-        await trio.sleep(0.010)
-        samples.append(trio.current_time() - start - 0.010)
 
 
 async def main(
@@ -69,15 +52,15 @@ async def main(
         stop = trio.Event()
         async with collecting(gc_freeze_seconds, 2.0), trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            rss_before = rss_bytes()
+            rss_before = rss_kib()
             for task in tasks:
                 supervisor.start(task)
             await trio.sleep(settle)  # let the submissions settle
-            rss_after = rss_bytes()
+            rss_after = rss_kib()
             polls_before = provider.calls["get"]
             writes_before = supervisor.ledger.writes
             started = time.perf_counter()
-            nursery.start_soon(measure_lag, lag, stop)
+            nursery.start_soon(sample_lag, lag, stop)
             await trio.sleep(seconds)
             elapsed = time.perf_counter() - started
             polls = provider.calls["get"] - polls_before
@@ -87,10 +70,10 @@ async def main(
             nursery.cancel_scope.cancel()
     print(f"actors started          {actors}")
     print(f"actors still running    {running}")
-    print(f"event-loop lag p50      {percentile(lag, 0.50) * 1000:8.2f} ms")
-    print(f"event-loop lag p99      {percentile(lag, 0.99) * 1000:8.2f} ms   (target < 20 ms)")
+    print(f"event-loop lag p50      {percentile(lag, 50) * 1000:8.2f} ms")
+    print(f"event-loop lag p99      {percentile(lag, 99) * 1000:8.2f} ms   (target < 20 ms)")
     print(f"event-loop lag max      {max(lag) * 1000:8.2f} ms   ({len(lag)} samples)")
-    per_actor_kib = (rss_after - rss_before) / actors / 1024
+    per_actor_kib = (rss_after - rss_before) / actors
     print(f"RSS per actor           {per_actor_kib:8.2f} KiB  (target < 20 KiB)")
     print(f"polls/s sustained       {polls / elapsed:8.1f}   over {elapsed:.0f} s")
     print(f"poll-ledger writes/s    {writes / elapsed:8.1f}   (group commits of unchanged polls)")

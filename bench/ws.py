@@ -23,7 +23,6 @@ import cProfile
 import dataclasses
 import gc
 import json
-import math
 import os
 import resource
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from measure import cpu_seconds, percentile, rss_kib, sample_lag
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,26 +46,9 @@ def raise_fd_limit() -> int:
     return hard
 
 
-def rss_kib(pid: int | str = "self") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int | str = "self") -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def tracked_objects() -> int:
     """Objects the garbage collector tracks, frozen ones included."""
     return len(gc.get_objects()) + gc.get_freeze_count()
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 class Stalls:
@@ -75,7 +58,6 @@ class Stalls:
         self.gc: dict[int, list[float]] = {0: [], 1: [], 2: []}
         self.lag: list[float] = []
         self._started = 0.0
-        self.tick = time.monotonic()
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -83,18 +65,11 @@ class Stalls:
         else:
             self.gc[info["generation"]].append((time.perf_counter() - self._started) * 1000)
 
-    async def sample_lag(self, stop: trio.Event) -> None:
-        while not stop.is_set():
-            self.tick = time.monotonic()
-            before = trio.current_time()
-            await trio.sleep(0.01)
-            self.lag.append((trio.current_time() - before - 0.01) * 1000)
-
     def report(self, who: str = "server") -> str:
         parts = [f"gen{g}: {len(d)} x, max {max(d, default=0):.1f} ms" for g, d in self.gc.items()]
         return (
             f"{who} stalls: GC {'; '.join(parts)}; loop lag p99 "
-            f"{percentile(self.lag, 99):.1f} ms, max {max(self.lag):.1f} ms"
+            f"{percentile(self.lag, 99) * 1000:.1f} ms, max {max(self.lag) * 1000:.1f} ms"
         )
 
 
@@ -206,7 +181,7 @@ async def client_main(plan: dict[str, Any]) -> None:
         stalls = Stalls()
         gc.callbacks.append(stalls.on_gc)
         stop_sampling = trio.Event()
-        nursery.start_soon(stalls.sample_lag, stop_sampling)
+        nursery.start_soon(sample_lag, stalls.lag, stop_sampling)
         print(json.dumps({"ready": ready, "failures": failures}), flush=True)
         stdin = trio.lowlevel.FdStream(os.dup(0))
         buffer = b""
@@ -317,7 +292,7 @@ async def server_main(args: argparse.Namespace) -> None:
         batches = BatchWatch()
         trio.lowlevel.add_instrument(batches)
         gc.callbacks.append(stalls.on_gc)
-        nursery.start_soon(stalls.sample_lag, stop)
+        nursery.start_soon(sample_lag, stalls.lag, stop)
         seq = {t.video_id: t.seq for t in tasks}
         per_tick = max(1, round(args.rate / 100))
         index = 0
