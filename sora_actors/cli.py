@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
 
 import trio
@@ -16,6 +19,11 @@ from .settings import Settings, SettingsError, load
 from .storage import StorageError, open_storage
 from .upstream.simulator import add_simulator_arguments
 
+log = logging.getLogger("sora_actors")
+
+# How long, at exit, a worker thread may take to finish before the process leaves without it.
+LINGER_SECONDS = 2.0
+
 
 def _configure_logging(settings: Settings | None) -> None:
     # JSON lines in production, readable ones in development; secrets redacted (logs.py).
@@ -25,8 +33,40 @@ def _configure_logging(settings: Settings | None) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from .server import run_server
 
-    trio.run(lambda: run_server(settings, host=args.host, port=args.port))
-    return 0
+    code = 0
+    try:
+        trio.run(lambda: run_server(settings, host=args.host, port=args.port))
+    except (StorageError, KeyboardInterrupt):
+        code = 1
+        raise
+    except BaseException:
+        # The runtime died (a bug, a damaged database): stop with a non-zero status so that
+        # a supervisor (systemd's Restart=on-failure) starts a fresh process.
+        log.critical("fatal error: sora-actors stops", exc_info=True)
+        code = 1
+    finally:
+        _exit_now_if_threads_linger(code)
+    return code
+
+
+def _exit_now_if_threads_linger(code: int) -> None:
+    """A worker thread nobody stopped (a driver's) would hold the interpreter at exit
+    forever, its port already closed: exit at once instead of waiting for it."""
+    deadline = time.monotonic() + LINGER_SECONDS
+    lingering = []
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))  # one finishing its last step
+        if thread.is_alive():
+            lingering.append(thread.name)
+    if not lingering:
+        return
+    log.error("threads still running at exit (%s): not waiting for them", ", ".join(lingering))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

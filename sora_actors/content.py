@@ -33,7 +33,15 @@ import trio
 
 from .clock import wall_ms
 from .hub import Hub, TaskEvent
-from .storage import ContentRecord, Storage, StorageUnavailable, Task
+from .storage import (
+    ContentRecord,
+    Fault,
+    Storage,
+    StorageFull,
+    StorageUnavailable,
+    Task,
+    classify,
+)
 from .upstream import ContentVariant, ErrorKind, Provider, UpstreamError
 
 if TYPE_CHECKING:
@@ -160,8 +168,10 @@ class LocalContentStore:
             yield writer
         finally:
             if not writer.committed:
-                # Plain system calls: they must run even while being cancelled.
-                handle.wrapped.close()
+                # Plain system calls: they must run even while being cancelled. Closing
+                # flushes, which fails on a full disk: the temp file goes all the same.
+                with contextlib.suppress(OSError):
+                    handle.wrapped.close()
                 temp.unlink(missing_ok=True)
 
     async def size(self, key: str) -> int | None:
@@ -214,6 +224,10 @@ class ContentGone(Exception):
     """No local copy, and the upstream no longer has the media either."""
 
 
+class ContentStoreFull(StorageFull):
+    """No space left in the content store for a download (the upstream still has it)."""
+
+
 class _KeyedLocks:
     """One lock per task, dropped when nobody holds or waits for it."""
 
@@ -258,6 +272,10 @@ class ContentKeeper:
         self._retention_s = retention_s
         self._sweep_interval_s = sweep_interval_s
         self._locks = _KeyedLocks()
+        # Since when (wall ms) downloads find the store full, until one succeeds again; and
+        # the tasks waiting for space: what /health and /metrics report.
+        self.full_since: int | None = None
+        self.pending_space: set[str] = set()
 
     # -- copying ------------------------------------------------------------------------
 
@@ -271,7 +289,13 @@ class ContentKeeper:
         if external_id is None:
             raise UpstreamError(ErrorKind.NOT_FOUND, "the task has no upstream job")
         async with self._locks.hold(task.video_id):
-            return await self._copy(task.video_id, external_id)
+            kept = await self._copy(task.video_id, external_id)
+        self.pending_space.discard(task.video_id)
+        return kept
+
+    def forget(self, video_id: str) -> None:
+        """The task no longer waits here (its actor stopped)."""
+        self.pending_space.discard(video_id)
 
     async def _copy(self, video_id: str, external_id: str) -> tuple[str, ...]:
         records = await self._storage.content.records(video_id)
@@ -296,13 +320,25 @@ class ContentKeeper:
 
     async def _download(self, video_id: str, external_id: str, variant: ContentVariant) -> None:
         key = content_key(video_id, variant)
-        async with (
-            self.store.writer(key) as writer,
-            aclosing(self._provider.fetch_content(external_id, variant)) as chunks,
-        ):
-            async for chunk in chunks:
-                await writer.write(chunk)
-            stored = await writer.commit()
+        try:
+            async with (
+                self.store.writer(key) as writer,
+                aclosing(self._provider.fetch_content(external_id, variant)) as chunks,
+            ):
+                async for chunk in chunks:
+                    await writer.write(chunk)
+                stored = await writer.commit()
+        except OSError as error:
+            if classify(error) is not Fault.FULL:
+                raise
+            self.pending_space.add(video_id)
+            if self.full_since is None:
+                self.full_since = wall_ms()
+                log.warning("the content store is full (%s): downloads wait for space", error)
+            raise ContentStoreFull(f"no space left in the content store: {error}") from error
+        if self.full_since is not None:
+            self.full_since = None
+            log.warning("the content store has space again")
         if stored.size == 0:
             await self.store.delete(key)
             raise UpstreamError(ErrorKind.MALFORMED, f"the upstream sent an empty {variant}")
@@ -339,6 +375,9 @@ class ContentKeeper:
             return task
         try:
             variants = await self.copy(task)
+        except ContentStoreFull:
+            self.pending_space.discard(task.video_id)  # a reader's request: nothing waits
+            raise
         except UpstreamError as error:
             if error.kind is not ErrorKind.NOT_FOUND:
                 raise

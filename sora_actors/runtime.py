@@ -11,6 +11,7 @@ from functools import partial
 
 import trio
 
+from .backoff import Backoff
 from .content import ContentKeeper, LocalContentStore
 from .hub import Hub
 from .instrument import CountingProvider, UpstreamStats
@@ -47,6 +48,9 @@ def actor_config(settings: Settings) -> ActorConfig:
         policy=policy,
         task_deadline_s=settings.task_deadline_seconds,
         submit_settle_s=settings.submit_settle_seconds,
+        space_retry=Backoff(
+            settings.content_space_retry_seconds, settings.content_space_retry_max_seconds
+        ),
     )
 
 

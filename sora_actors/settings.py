@@ -67,6 +67,8 @@ class Settings(BaseModel):
     content_url_ttl_seconds: int = Field(default=3600, gt=0)
     content_retention_days: float = Field(default=30.0, ge=0)
     content_sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    content_space_retry_seconds: float = Field(default=5.0, gt=0)
+    content_space_retry_max_seconds: float = Field(default=300.0, gt=0)
     public_base_url: str = ""
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0)
     ws_heartbeat_seconds: float = Field(default=30.0, gt=0)

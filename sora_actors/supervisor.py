@@ -258,6 +258,8 @@ class Supervisor:
             actor = self._actors.pop(video_id, None)
             if actor is not None and actor.task.external_video_id is not None:
                 self._provider.forget(actor.task.external_video_id)
+            if self._actor_config.content is not None:
+                self._actor_config.content.forget(video_id)
             self._leased_until.pop(video_id, None)
             del self._mailboxes[video_id]
             # Commands that arrived too late get their reply channel closed, so that their

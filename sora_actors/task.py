@@ -28,8 +28,9 @@ from typing import Any
 
 import trio
 
+from .backoff import Backoff
 from .clock import wall_ms
-from .content import ContentKeeper
+from .content import ContentKeeper, ContentStoreFull
 from .hub import Hub, TaskEvent
 from .ledger import PollLedger
 from .lifecycle import RETRYABLE, ErrorCode, Phase, transition
@@ -72,6 +73,10 @@ class ActorConfig:
     # A failed copy (5xx, timeout, 429) is retried after this, doubling up to the maximum.
     fetch_backoff_s: float = 2.0
     fetch_backoff_max_s: float = 60.0
+    # A download that finds the content store full waits for space with this backoff, the
+    # last try landing this long before the upstream drops the video.
+    space_retry: Backoff = field(default_factory=lambda: Backoff(5.0, 300.0))
+    space_expiry_margin_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ class TaskActor:
         self._deadline = _remaining_to_trio(task.deadline_at, config.task_deadline_s)
         self._settle_at = self._settle_deadline()
         self._fetch_failures = 0
+        self._space_waits = 0
+        self._space_deadline: float | None = None
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -144,7 +151,7 @@ class TaskActor:
             if not self._lease_ok():
                 # Another instance may have adopted the task: never act on it alongside.
                 raise LeaseLost(self.task.video_id)
-            if trio.current_time() >= self._deadline:
+            if trio.current_time() >= self._deadline and not self._waits_for_space():
                 await self._fail(ErrorCode.DEADLINE_EXCEEDED, "the task did not finish in time")
                 break
             await self._step(steps[Phase(self.task.phase)])
@@ -464,10 +471,14 @@ class TaskActor:
             except UpstreamError as error:
                 await self._fetch_failed(error)
                 return
+            except ContentStoreFull as error:
+                await self._wait_for_space(error)
+                return
             stored = {
                 "content_stored_at": wall_ms(),
                 "content_expired_at": None,
                 "content_variants": " ".join(variants),
+                "content_pending_since": None,
             }
         await self._commit(
             Phase.COMPLETED, "completed", progress=100, completed_at=wall_ms(), **stored
@@ -501,6 +512,40 @@ class TaskActor:
             Phase.FETCHING, f"downloading the result failed; retrying in {delay:.0f} s"
         )
         await self._wait(delay)
+
+    def _waits_for_space(self) -> bool:
+        """Finished upstream, waiting for room in the content store: the upstream's expiry
+        bounds the wait, not the task deadline (the video exists; our disk is the holdup)."""
+        task = self.task
+        return task.content_pending_since is not None and task.upstream_expires_at is not None
+
+    async def _wait_for_space(self, error: ContentStoreFull) -> None:
+        """A known condition, not a failure: the upstream keeps the video until it expires,
+        so try again with backoff; clients see contentStatus PENDING_SPACE meanwhile."""
+        if self._space_deadline is None:  # the upstream's expiry, on the Trio clock
+            expiry = _remaining_to_trio(self.task.upstream_expires_at, math.inf)
+            self._space_deadline = expiry - self._config.space_expiry_margin_s
+        self._space_waits += 1
+        delay = self._config.space_retry.delay_before(
+            self._space_waits, now=trio.current_time(), deadline=self._space_deadline
+        )
+        if delay is None:
+            await self._fail(
+                ErrorCode.CONTENT_UNAVAILABLE,
+                "the content store stayed full until the upstream dropped the video",
+            )
+            return
+        log.warning("task %s: %s; retry in %.1f s", self.task.video_id, error, delay)
+        if self.task.content_pending_since is None:
+            await self._commit(
+                Phase.FETCHING,
+                "waiting for space to store the video",
+                content_pending_since=wall_ms(),
+            )
+        if self._waits_for_space():
+            await trio.sleep(delay)
+        else:
+            await self._wait(delay)
 
 
 def _sole_error(error: BaseException) -> BaseException:

@@ -3,7 +3,7 @@
 Routes declare what they answer with `documented` (success envelope, error statuses with
 their machine codes, body, query, headers, auth); quart-schema turns that into
 ``/openapi.json`` from the pydantic models in `schemas`. Statuses every route of a kind can
-return (401 for protected routes, 400/413/415 for JSON bodies, 503 for storage, 500) are
+return (401 for protected routes, 400/413/415 for JSON bodies, 503/507 for storage, 500) are
 added here, once. quart-schema's own docs pages load their UI from a CDN, which these
 machines cannot reach, so ``/docs`` is a small page of ours that renders the document.
 """
@@ -44,8 +44,11 @@ JSON_BODY_ERRORS: dict[int, tuple[str, ...]] = {
     413: ("PAYLOAD_TOO_LARGE",),
     415: ("UNSUPPORTED_MEDIA_TYPE",),
 }
-STORAGE_ERRORS = ("DATABASE_UNAVAILABLE",)
-RETRY_AFTER_STATUSES = (429, 503)
+STORAGE_ERRORS: dict[int, tuple[str, ...]] = {
+    503: ("DATABASE_UNAVAILABLE",),
+    507: ("STORAGE_FULL",),
+}
+RETRY_AFTER_STATUSES = (429, 503, 507)
 
 API_DESCRIPTION = """\
 REST API of sora-actors (live progress: WebSocket at `/ws`, see the frontend contract).
@@ -106,7 +109,8 @@ def documented(
         for error_status, codes in JSON_BODY_ERRORS.items():
             add(error_status, codes)
     if storage:
-        add(503, STORAGE_ERRORS)
+        for error_status, codes in STORAGE_ERRORS.items():
+            add(error_status, codes)
     add(500, ("INTERNAL_ERROR",))
     doc = RouteDoc(
         success=status,

@@ -10,7 +10,7 @@ from quart import Quart, Response, has_websocket_context, request, websocket
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
-from ..storage import StorageUnavailable
+from ..storage import Fault, StorageError, classify
 from .envelope import ApiError
 
 log = logging.getLogger("sora_actors.http")
@@ -72,17 +72,43 @@ def install(app: Quart) -> None:
             headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
         return ApiError(status, code, message, headers=headers).response()
 
-    @app.errorhandler(StorageUnavailable)
-    async def _storage(error: StorageUnavailable) -> Response:
-        log.warning("database unavailable: %s", error)
-        return ApiError(
-            503,
-            "DATABASE_UNAVAILABLE",
-            "The database is unavailable; try again shortly.",
-            headers={"Retry-After": "5"},
-        ).response()
+    @app.errorhandler(StorageError)
+    async def _storage(error: StorageError) -> Response:
+        return _storage_response(error, classify(error))
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
+        fault = classify(error)
+        if fault is Fault.FULL:  # say, the content store's disk (an OSError ENOSPC)
+            return _storage_response(error, fault)
         log.exception("unhandled error on %s", _target())
         return ApiError(500, "INTERNAL_ERROR", "Something went wrong on our side.").response()
+
+
+# What each kind of storage failure answers (see storage.errors.classify).
+_STORAGE_ANSWERS: dict[Fault, tuple[int, str, str, str | None]] = {
+    Fault.UNAVAILABLE: (
+        503,
+        "DATABASE_UNAVAILABLE",
+        "The database is unavailable; try again shortly.",
+        "5",
+    ),
+    Fault.FULL: (
+        507,
+        "STORAGE_FULL",
+        "The server's storage is full; nothing was saved. Try again later.",
+        "30",
+    ),
+    Fault.CONFLICT: (409, "CONFLICT", "A concurrent change got there first; try again.", None),
+}
+
+
+def _storage_response(error: Exception, fault: Fault) -> Response:
+    answer = _STORAGE_ANSWERS.get(fault)
+    if answer is None:  # a bug, or a damaged database
+        log.error("storage error on %s", _target(), exc_info=error)
+        return ApiError(500, "INTERNAL_ERROR", "Something went wrong on our side.").response()
+    status, code, message, retry_after = answer
+    log.warning("storage %s on %s: %s", fault.value, _target(), error)
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    return ApiError(status, code, message, headers=headers).response()

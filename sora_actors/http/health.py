@@ -1,4 +1,5 @@
-"""``GET /health``: is this process fit to serve? 503 when the database does not answer."""
+"""``GET /health``: is this process fit to serve? 503 when the database does not answer;
+``degraded`` when a disk is full."""
 
 from __future__ import annotations
 
@@ -22,23 +23,37 @@ PING_TIMEOUT_SECONDS = 2.0
 @blueprint.get("/health")
 @documented(HealthEnvelope)
 async def health() -> Response:
-    """Is this process fit to serve? No auth; 503 (details: the report) without a database."""
+    """Is this process fit to serve? No auth; 503 (details: the report) without a database.
+    A full disk (database or content store) is reported as ``degraded`` with 200: the
+    process is up and serves reads, and it recovers by itself when space returns."""
     services = ctx().services
-    database: dict[str, Any] = {"dialect": services.storage.dialect}
-    reachable = False
+    storage = services.storage
+    database: dict[str, Any] = {"dialect": storage.dialect}
+    reachable = writable = False
     with trio.move_on_after(PING_TIMEOUT_SECONDS):
         try:
-            await services.storage.ping()
+            await storage.ping()
             reachable = True
+            writable = await storage.writable()
         except StorageError as error:
             database["error"] = str(error)
-    database["status"] = "ok" if reachable else "unreachable"
+    database["status"] = "ok" if writable else "full" if reachable else "unreachable"
+    if reachable and not writable:
+        database["fullSince"] = iso(storage.full_since)
+    keeper = services.runtime.content
+    content: dict[str, Any] = {
+        "status": "ok" if keeper.full_since is None else "full",
+        "fullSince": iso(keeper.full_since),
+        "pendingSpace": len(keeper.pending_space),
+    }
+    healthy = writable and keeper.full_since is None
     report = {
-        "status": "ok" if reachable else "degraded",
+        "status": "ok" if healthy else "degraded",
         "timestamp": iso(wall_ms()),
         "uptime": round(services.uptime_seconds(), 3),
         "version": services.version,
         "database": database,
+        "content": content,
     }
     if not reachable:
         raise ApiError(503, "DATABASE_UNAVAILABLE", "The database is unreachable.", details=report)

@@ -10,6 +10,7 @@ counters the runtime keeps anyway.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -25,8 +26,10 @@ from quart import Blueprint, Quart, Response, current_app, request
 
 from ..logs import CURRENT_REQUEST, RequestScope
 from ..services import Services
+from ..storage import StorageError
 from ..upstream import ErrorKind
 from .apidoc import documented
+from .context import ctx
 
 access_log = logging.getLogger("sora_actors.access")
 
@@ -135,6 +138,22 @@ class RuntimeCollector(Collector):
             "Connections closed for being too slow or for an expired token",
             hub.killed,
         )
+        storage, keeper = self._services.storage, runtime.content
+        yield GaugeMetricFamily(
+            "sora_storage_full",
+            "1 while writes to the database fail for lack of space",
+            int(storage.full_since is not None),
+        )
+        yield GaugeMetricFamily(
+            "sora_content_store_full",
+            "1 while downloads find the content store full",
+            int(keeper.full_since is not None),
+        )
+        yield GaugeMetricFamily(
+            "sora_content_pending_space",
+            "Finished tasks waiting for space to store their video",
+            len(keeper.pending_space),
+        )
 
 
 class ObservedApp:
@@ -217,6 +236,8 @@ blueprint = Blueprint("observe", __name__)
 @documented(None, storage=False, raw={200: ("text/plain",)})
 async def metrics() -> Response:
     """Prometheus metrics of this process (text exposition format)."""
+    with contextlib.suppress(StorageError):
+        await ctx().services.storage.writable()  # a full database: is it still full?
     registry = current_app.extensions[REGISTRY_KEY].registry
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 

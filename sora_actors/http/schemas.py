@@ -70,7 +70,10 @@ class TaskOut(Out):
     media_type: str
     video_url: str | None = Field(description="Signed link to our copy; null until stored")
     thumbnail_url: str | None
-    content_status: Literal["STORED", "EXPIRED"] | None
+    content_status: Literal["STORED", "EXPIRED", "PENDING_SPACE"] | None = Field(
+        description="STORED: our copy is there; EXPIRED: removed; PENDING_SPACE: finished "
+        "upstream, waiting for space in our store (it completes once there is)"
+    )
     content_expired_at: str | None
     error_code: str | None
     error_message: str | None
@@ -121,8 +124,15 @@ class RefreshedUrlOut(Out):
 
 class DatabaseHealth(Out):
     dialect: str
-    status: Literal["ok", "unreachable"]
+    status: Literal["ok", "full", "unreachable"]
     error: str | None = None
+    full_since: str | None = Field(default=None, description="full: since when writes fail")
+
+
+class ContentHealth(Out):
+    status: Literal["ok", "full"] = Field(description="full: downloads find no space")
+    full_since: str | None
+    pending_space: int = Field(description="tasks waiting for space to store their video")
 
 
 class HealthOut(Out):
@@ -131,6 +141,7 @@ class HealthOut(Out):
     uptime: float = Field(description="seconds since start")
     version: str
     database: DatabaseHealth
+    content: ContentHealth
 
 
 # Named envelopes: readable component names in the document.

@@ -134,7 +134,10 @@ def media_url(task: Task, variant: str) -> SignedUrl | None:
 
 
 def content_status(task: Task) -> str | None:
-    """STORED (copy present), EXPIRED (removed: retention, or lost upstream), else None."""
+    """STORED (copy present), EXPIRED (removed: retention, or lost upstream), PENDING_SPACE
+    (finished upstream, waiting for room in our content store), else None."""
+    if task.content_pending_since is not None and not task.terminal:
+        return "PENDING_SPACE"
     if task.content_expired_at is not None:
         return "EXPIRED"
     if task.content_stored_at is not None:

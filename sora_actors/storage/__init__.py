@@ -4,7 +4,16 @@ Callers get `Storage` from `open_storage` and call whole units of work on it; th
 see a connection, a transaction or a driver's exception.
 """
 
-from .errors import Conflict, DatabaseInUse, SchemaTooNew, StorageError, StorageUnavailable
+from .errors import (
+    Conflict,
+    DatabaseInUse,
+    Fault,
+    SchemaTooNew,
+    StorageError,
+    StorageFull,
+    StorageUnavailable,
+    classify,
+)
 from .migrations import latest_version
 from .records import TERMINAL_STATUSES, Activity, ContentRecord, NewTask, Task, TaskPage, User
 from .store import Storage, open_storage
@@ -16,15 +25,18 @@ __all__ = [
     "Conflict",
     "ContentRecord",
     "DatabaseInUse",
+    "Fault",
     "NewTask",
     "SchemaTooNew",
     "StaleTask",
     "Storage",
     "StorageError",
+    "StorageFull",
     "StorageUnavailable",
     "Task",
     "TaskPage",
     "User",
+    "classify",
     "latest_version",
     "open_storage",
 ]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,9 +21,10 @@ from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 import databases
 import trio
 
+from ..clock import wall_ms
 from . import migrations
 from .bridge import AsyncioBridge, open_bridge
-from .errors import Conflict, DatabaseInUse, StorageError, StorageUnavailable
+from .errors import DatabaseInUse, StorageError, StorageFull, StorageUnavailable, translate
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -90,7 +90,12 @@ class _AioEngine:
 
     async def disconnect(self) -> None:
         if self._sqlite_conn is not None:
+            raw = self._sqlite_conn.raw_connection
             await self._sqlite_conn.__aexit__(None, None, None)
+            # A COMMIT that failed (a full disk) leaves `databases`' use count of the
+            # connection above zero, so the line above may not close it: close it anyway, or
+            # aiosqlite's worker thread outlives the loop and the process never exits.
+            await raw.close()
             self._sqlite_conn = None
         if self.dialect == "sqlite":
             await self.db.disconnect()
@@ -141,50 +146,15 @@ class _AioEngine:
             return await fn(conn, *args, **kwargs)
 
 
-_UNAVAILABLE_NAMES = (
-    "ConnectionDoesNotExistError",
-    "CannotConnectNowError",
-    "ConnectionFailureError",
-    "InterfaceError",
-    "TooManyConnectionsError",
-    "AdminShutdownError",
-    "CrashShutdownError",
-    "InternalClientError",  # asyncpg: a connection left in a broken state by an outage
-)
-
-# PostgreSQL error classes that mean "cannot talk to the database now": connection exceptions
-# (08), insufficient resources (53), operator intervention (57P: shutdown, restart), the
-# database missing (3D000) or closed to connections (55000).
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "3D000", "55000")
-
-
-def _translate(error: BaseException) -> StorageError | None:
-    """Map a driver's exception onto ours (None: not ours to map, let it propagate)."""
-    if isinstance(error, StorageError):
-        return error
-    name = type(error).__name__
-    if name == "UniqueViolationError" or (
-        isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error)
-    ):
-        return Conflict("unknown", "a record with the same unique value already exists")
-    sqlstate = str(getattr(error, "sqlstate", "") or "")
-    if sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
-        return StorageUnavailable(f"database unavailable: {error}")
-    if isinstance(error, OSError | ConnectionError) or name in _UNAVAILABLE_NAMES:
-        return StorageUnavailable(f"database unavailable: {name}")
-    if isinstance(error, sqlite3.OperationalError) and (
-        "unable to open" in str(error) or "disk I/O" in str(error)
-    ):
-        return StorageUnavailable(f"database unavailable: {error}")
-    return None
-
-
 class Database:
     """The Trio half: runs units of work through the bridge and translates errors."""
 
     def __init__(self, bridge: AsyncioBridge, engine: _AioEngine) -> None:
         self._bridge = bridge
         self._engine = engine
+        # When a write last failed for lack of space (wall ms), until a write succeeds again:
+        # what /health and /metrics report. Cleared by `Storage.writable`.
+        self.full_since: int | None = None
 
     @property
     def dialect(self) -> str:
@@ -218,7 +188,9 @@ class Database:
             with trio.CancelScope(shield=True):
                 return await self._bridge.run(mode, fn, *args, **kwargs)
         except Exception as error:
-            mapped = _translate(error)
+            mapped = translate(error)
+            if isinstance(mapped, StorageFull) and self.full_since is None:
+                self.full_since = wall_ms()
             if mapped is None or mapped is error:
                 raise
             raise mapped from error
@@ -276,7 +248,7 @@ async def open_database(url: str, *, exclusive: bool = True) -> AsyncIterator[Da
             try:
                 await bridge.run(engine.connect)
             except Exception as error:
-                mapped = _translate(error)
+                mapped = translate(error)
                 raise (
                     mapped or StorageUnavailable(f"cannot open the database: {error}")
                 ) from error

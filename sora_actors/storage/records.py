@@ -82,6 +82,8 @@ class Task:
     content_stored_at: int | None = None
     content_expired_at: int | None = None
     content_variants: str | None = None
+    # When the task, finished upstream, first found the content store full (it waits).
+    content_pending_since: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
