@@ -1,8 +1,8 @@
 """When to try again: exponential backoff, optionally bounded by a deadline.
 
-Used where a known condition (no space left to store a finished video) is waited out rather
-than treated as a failure: the wait doubles up to a maximum, and never runs past the moment
-retrying stops making sense (the upstream drops the video).
+Used where a known condition is waited out rather than treated as a failure: a database
+that is unavailable or full (the supervisor, the claim loop), and a finished video that
+finds the content store full (its retries never run past the upstream's expiry).
 """
 
 from __future__ import annotations

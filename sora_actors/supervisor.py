@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import trio
 
+from .backoff import Backoff
 from .clock import wall_ms
 from .hub import Hub, TaskEvent
 from .ledger import PollLedger
 from .lifecycle import ErrorCode, Phase, transition
-from .storage import Activity, StaleTask, Storage, StorageUnavailable, Task
+from .storage import Activity, StaleTask, Storage, StorageUnavailable, Task, classify
 from .task import ActorConfig, Cancel, CancelOutcome, Command, LeaseLost, TaskActor
 from .upstream import Provider
 
@@ -69,7 +70,8 @@ class Supervisor:
     """Owns the nursery every actor runs in, and each actor's mailbox and lease."""
 
     MAILBOX_SIZE = 8
-    OUTAGE_RETRY_S = 5.0
+    # A database that is unavailable or full: retried after 5 s, doubling up to a minute.
+    OUTAGE_BACKOFF = Backoff(5.0, 60.0)
     CANCEL_ATTEMPTS = 5
 
     def __init__(
@@ -179,13 +181,19 @@ class Supervisor:
 
     async def _claim_loop(self) -> None:
         assert self._lease is not None
+        interval = self._lease.claim_interval_s
+        backoff = Backoff(interval, max(interval, self.OUTAGE_BACKOFF.max_s))
+        failures = 0
         while True:
-            await trio.sleep(self._lease.claim_interval_s)
+            await trio.sleep(backoff.delay(failures + 1))
             try:
                 while await self._claim() == self._lease.claim_batch:
                     pass
-            except StorageUnavailable as error:
-                log.warning("claiming tasks failed: %s", error)
+            except StorageUnavailable as error:  # unavailable or full: never fatal here
+                failures += 1
+                log.warning("claiming tasks failed (storage %s): %s", classify(error), error)
+            else:
+                failures = 0
 
     async def _heartbeat_loop(self) -> None:
         lease = self._lease
@@ -278,6 +286,7 @@ class Supervisor:
         mailbox: trio.MemoryReceiveChannel[Command],
     ) -> None:
         crashes: deque[float] = deque()
+        outages = 0
         while True:
             try:
                 if current is None:
@@ -305,10 +314,19 @@ class Supervisor:
                 current = None  # changed elsewhere (a cancel, say): reload and carry on
                 continue
             except StorageUnavailable as error:
-                # Not the actor's fault: wait for the database without counting a crash.
-                log.warning("task %s: database unavailable (%s); retrying", video_id, error)
+                # Not the actor's fault (unavailable, or full): wait for the database without
+                # counting a crash.
+                outages += 1
+                delay = self.OUTAGE_BACKOFF.delay(outages)
+                log.warning(
+                    "task %s: storage %s (%s); retrying in %.0f s",
+                    video_id,
+                    classify(error),
+                    error,
+                    delay,
+                )
                 current = None
-                await trio.sleep(self.OUTAGE_RETRY_S)
+                await trio.sleep(delay)
                 continue
             except Exception:
                 self.crashes += 1
