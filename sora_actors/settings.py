@@ -46,6 +46,10 @@ class Settings(BaseModel):
     login_max_failures: int = Field(default=5, gt=0)
     login_window_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    max_connections: int = Field(default=0, ge=0)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keep_alive_seconds: float = Field(default=75.0, gt=0)
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
     upstream_url: str = ""
     upstream_api_key: str = ""
     upstream_auth_style: Literal["bearer", "bare"] = "bearer"
