@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .logs import redact
+
 ENV_PREFIX = "SORA_"
 DEFAULTS_FILE = resources.files(__package__).joinpath("defaults.toml")
 MIN_SECRET_LENGTH = 32
@@ -179,9 +181,10 @@ def load(
     except ValidationError as error:
         first = error.errors()[0]
         key = str(first["loc"][0]) if first["loc"] else "?"
-        got = values.get(key, "")
+        # redact(): the value may be a URL with a password in it.
+        got = redact(repr(values.get(key, "")))
         raise SettingsError(
-            f"invalid setting {ENV_PREFIX}{key.upper()}={got!r}: {first['msg']}"
+            f"invalid setting {ENV_PREFIX}{key.upper()}={got}: {first['msg']}"
         ) from None
     return _finish_secret(settings)
 
