@@ -59,10 +59,11 @@ Validation errors (400 VALIDATION_ERROR) name each offending field in `error.det
 JSON is read strictly (request bodies and WebSocket messages alike): a key given twice is
 400 DUPLICATE_KEY naming it (never "the last one wins"); arrays/objects nested deeper than
 `SORA_MAX_JSON_DEPTH` (default 32) are 400 JSON_TOO_DEEP, refused before parsing; `NaN`,
-`Infinity` and numbers beyond a double are 400 INVALID_JSON. Numbers are not read from
-strings: a field documented as an integer (`duration`, `seconds`) must be a JSON integer;
-`"10"`, `10.0` and `true` are 400 VALIDATION_ERROR naming the field (multipart form
-fields are text, so there plain digits are the integer).
+`Infinity`, numbers beyond a double and half a UTF-16 surrogate pair (`"\\ud800"`) are
+400 INVALID_JSON. Numbers are not read from strings: a field documented as an integer
+(`duration`, `seconds`) must be a JSON integer; `"10"`, `10.0` and `true` are 400
+VALIDATION_ERROR naming the field (multipart form fields are text, so there plain digits
+are the integer).
 
 Usernames are NFKC-normalised (full-width letters become ASCII), then must be 3 to 32
 ASCII letters, digits, `_`, `.` or `-`, matched in full: no trailing newline, no spaces,

@@ -5,17 +5,21 @@ at about 1,000 levels; the body size limit does not help, since ``[`` is one byt
 depth is measured first, with a scan that never recurses, and a body nested deeper than
 ``max_json_depth`` is refused before it is parsed. The parser is then strict on purpose:
 a key given twice is refused (naming the key) instead of the last one silently winning, and
-``NaN``/``Infinity`` (not JSON, though Python accepts them) are refused.
+``NaN``/``Infinity`` (not JSON, though Python accepts them) and lone UTF-16 surrogates
+(``"\\ud800"``: no database can store them) are refused.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 _SQUARE = bytes.maketrans(b"{}", b"[]")
+# A \uD800-\uDFFF escape in the text: half of a pair, or alone (then it cannot be stored).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class JsonRefused(ValueError):
@@ -88,6 +92,10 @@ def read_json(text: str, max_depth: int) -> Any:
         raise
     except ValueError as error:  # JSONDecodeError, or an integer beyond 4,300 digits
         raise JsonRefused("INVALID_JSON", f"Not valid JSON: {error}") from None
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise JsonRefused(
+            "INVALID_JSON", "Not valid JSON: a \\u escape is half of a UTF-16 surrogate pair."
+        )
     if duplicates:
         names = ", ".join(repr(key[:64]) for key in duplicates)
         raise JsonRefused(
@@ -96,6 +104,21 @@ def read_json(text: str, max_depth: int) -> Any:
             [{"field": key[:64], "message": "given more than once"} for key in duplicates],
         )
     return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a parsed value holds a lone surrogate (the parser joins proper pairs)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
 
 
 def _refuse_constant(name: str) -> Any:

@@ -139,6 +139,9 @@ async def test_duplicate_keys_nan_and_non_integer_seconds_are_refused(server: Li
     assert body["error"]["details"] == [{"field": "prompt", "message": "given more than once"}]
     login = '{"username": "strict", "password": "wrong-one", "password": "password-1"}'
     assert_error(await send_json(server, "/api/auth/login", login, {}), 400, "DUPLICATE_KEY")
+    # Half a surrogate pair cannot be stored (the email reached the database: a 500).
+    lone = '{"username": "surrogate", "password": "password-1", "email": "a\\ud800@b.cd"}'
+    assert_error(await send_json(server, "/api/auth/register", lone, {}), 400, "INVALID_JSON")
     for constant in ("NaN", "Infinity", "-Infinity", "1e999"):
         text = '{"prompt": "a", "duration": ' + constant + "}"
         assert_error(await send_json(server, create, text, headers), 400, "INVALID_JSON")
