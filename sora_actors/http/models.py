@@ -9,7 +9,7 @@ import re
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from .security import BCRYPT_MAX_BYTES
@@ -45,14 +45,11 @@ class Wire(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
-    @model_validator(mode="before")
+    @field_validator("*")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if isinstance(value, str) and "\x00" in value:
-                    raise ValueError(f"{key}: must not contain NUL characters")
-        return data
+    def _no_nul(cls, value: Any) -> Any:
+        """Per field, so that every offending field is named, not only the first."""
+        return _no_nul_text(value) if isinstance(value, str) else value
 
 
 def _no_nul_text(value: str) -> str:

@@ -155,6 +155,11 @@ async def test_duplicate_keys_nan_and_non_integer_seconds_are_refused(server: Li
             fields = [item["field"] for item in error["error"]["details"]]
             assert field in fields, error
             assert "integer" in error["message"]
+    form = {"prompt": "a", "seconds": "10.0"}  # a form field is text; still not 10.0
+    multipart = {"note": ("note.txt", b"multipart/form-data, not urlencoded")}
+    response = await server.client.post(create, data=form, files=multipart, headers=headers)
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["error"]["details"][0]["field"] == "duration"
     ok = await server.client.post(create, json={"prompt": "a", "seconds": 10}, headers=headers)
     assert ok.status_code == 201 and ok.json()["data"]["duration"] == 10
     # Every bad field is named, not only the first.
@@ -173,6 +178,10 @@ async def test_duplicate_keys_nan_and_non_integer_seconds_are_refused(server: Li
     register = await server.client.post(
         "/api/auth/register", json={"username": "x\n", "email": "nope", "password": "short"}
     )
+    details = assert_error(register, 400, "VALIDATION_ERROR")["error"]["details"]
+    assert {item["field"] for item in details} == {"username", "email", "password"}
+    nul = {"username": "nul\u0000", "password": "pass\u0000word", "email": "a@b\u0000.cd"}
+    register = await server.client.post("/api/auth/register", json=nul)
     details = assert_error(register, 400, "VALIDATION_ERROR")["error"]["details"]
     assert {item["field"] for item in details} == {"username", "email", "password"}
 
