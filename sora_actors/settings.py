@@ -49,6 +49,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_json_depth: int = Field(default=32, ge=2, le=200)
     cors_origins: tuple[str, ...] = ()
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     login_max_failures: int = Field(default=5, gt=0)

@@ -8,7 +8,7 @@ from quart_schema import validate_request
 from ..clock import iso
 from ..storage import Activity, Conflict
 from .apidoc import documented
-from .context import client_address, ctx, principal
+from .context import caller, client_address, ctx
 from .envelope import ApiError, ok
 from .models import LoginOut, LoginRequest, MeOut, RegisterRequest, UserOut
 from .schemas import LoginEnvelope, MeEnvelope, UserEnvelope
@@ -93,10 +93,7 @@ async def login(data: LoginRequest) -> Response:
 @documented(MeEnvelope, auth=True)
 async def me() -> Response:
     """The account behind the token."""
-    caller = principal()
-    user = await ctx().services.storage.accounts.by_id(caller.user_id)
-    if user is None or not user.is_active:
-        raise ApiError(401, "INVALID_TOKEN", "The account behind this token no longer exists.")
+    _, user = await caller()
     return ok(
         MeOut(
             id=user.id,

@@ -38,9 +38,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 DOC_ATTRIBUTE = "_sora_route_doc"
 BEARER = "bearerAuth"
 
-AUTH_ERRORS = ("AUTH_REQUIRED", "INVALID_TOKEN", "TOKEN_EXPIRED")
+AUTH_ERRORS = ("AUTH_REQUIRED", "INVALID_TOKEN", "TOKEN_EXPIRED", "ACCOUNT_DISABLED")
 JSON_BODY_ERRORS: dict[int, tuple[str, ...]] = {
-    400: ("INVALID_JSON", "VALIDATION_ERROR"),
+    400: ("INVALID_JSON", "JSON_TOO_DEEP", "DUPLICATE_KEY", "VALIDATION_ERROR"),
     413: ("PAYLOAD_TOO_LARGE",),
     415: ("UNSUPPORTED_MEDIA_TYPE",),
 }
@@ -56,7 +56,23 @@ Error: `{"success": false, "message": "...", "error": {"code": "MACHINE_CODE", "
 Validation errors (400 VALIDATION_ERROR) name each offending field in `error.details`
 (`[{"field": ..., "message": ...}]`).
 
-Protected routes need `Authorization: Bearer <jwt>` (from `POST /api/auth/login`).
+JSON is read strictly (request bodies and WebSocket messages alike): a key given twice is
+400 DUPLICATE_KEY naming it (never "the last one wins"); arrays/objects nested deeper than
+`SORA_MAX_JSON_DEPTH` (default 32) are 400 JSON_TOO_DEEP, refused before parsing; `NaN`,
+`Infinity`, numbers beyond a double and half a UTF-16 surrogate pair (`"\\ud800"`) are
+400 INVALID_JSON. Numbers are not read from strings: a field documented as an integer
+(`duration`, `seconds`) must be a JSON integer; `"10"`, `10.0` and `true` are 400
+VALIDATION_ERROR naming the field (multipart form fields are text, so there plain digits
+are the integer).
+
+Usernames are NFKC-normalised (full-width letters become ASCII), then must be 3 to 32
+ASCII letters, digits, `_`, `.` or `-`, matched in full: no trailing newline, no spaces,
+control, zero-width or bidi characters, no letters of other scripts that look like Latin
+ones. Login normalises the same way; a name that cannot exist is 400 VALIDATION_ERROR.
+
+Protected routes need `Authorization: Bearer <jwt>` (from `POST /api/auth/login`); a token
+whose account was deleted since is 401 INVALID_TOKEN, one whose account was disabled 401
+ACCOUNT_DISABLED.
 Every response carries `X-Request-Id` (the caller's, if sane, else generated); quote it
 when reporting a problem.
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from quart import request
 from quart_schema import QuartSchema
@@ -12,9 +12,10 @@ from quart_trio.wrappers.request import TrioRequest
 
 from ..services import Services
 from . import accounts, apidoc, console, content, cors, errors, health, observe, tasks, ws
-from .context import EXTENSION_KEY, HttpContext
+from .context import EXTENSION_KEY, HttpContext, ctx
 from .envelope import ApiError
 from .security import Passwords, Tokens
+from .strictjson import JsonRefused, read_json
 from .throttle import LoginThrottle
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,22 +29,35 @@ def large_body(view: F) -> F:
 
 
 class SoraRequest(TrioRequest):
-    """Requests whose JSON problems are reported in the envelope, not as HTML 400s."""
+    """Requests whose JSON is read by `strictjson` (bounded depth, no duplicate keys) and
+    whose JSON problems are reported in the envelope, not as HTML 400s."""
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if not (force or silent or self.is_json):
             raise ApiError(
                 415, "UNSUPPORTED_MEDIA_TYPE", "Send a JSON body (Content-Type: application/json)."
             )
+        if cache and self._cached_json[silent] is not Ellipsis:
+            return self._cached_json[silent]
+        if not (force or self.is_json):
+            return None
         try:
-            return await super().get_json(force, silent, cache)
+            text = cast(str, await self.get_data(cache=cache, as_text=True))
         except UnicodeDecodeError as error:  # raised while reading the body, before parsing
             if silent:
                 return None
             raise ApiError(400, "INVALID_JSON", f"The body is not UTF-8: {error}") from None
-
-    def on_json_loading_failed(self, error: Exception) -> Any:
-        raise ApiError(400, "INVALID_JSON", f"The body is not valid JSON: {error}")
+        try:
+            result = read_json(text, ctx().services.settings.max_json_depth)
+        except JsonRefused as refused:
+            if not silent:
+                raise ApiError(
+                    400, refused.code, refused.message, details=refused.details
+                ) from None
+            result = None
+        if cache:
+            self._cached_json[silent] = result
+        return result
 
 
 def create_app(services: Services) -> QuartTrio:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from quart import current_app, request
 
 from ..services import Services
-from .security import Passwords, Principal, Tokens
+from ..storage import User
+from .envelope import ApiError
+from .security import Passwords, Principal, TokenError, Tokens
 from .throttle import LoginThrottle
 
 EXTENSION_KEY = "sora_actors"
@@ -26,9 +28,34 @@ def ctx() -> HttpContext:
     return context
 
 
-def principal() -> Principal:
-    """The caller, from the Authorization header; 401 in the envelope otherwise."""
-    return ctx().tokens.verify_header(request.headers.get("Authorization"))
+async def principal() -> Principal:
+    """The caller, from the Authorization header; 401 in the envelope otherwise, also when
+    the account behind a valid token was deleted or disabled since it was issued."""
+    return (await caller())[0]
+
+
+async def caller() -> tuple[Principal, User]:
+    """The caller and their account (one read); 401 in the envelope as for `principal`."""
+    context = ctx()
+    who = context.tokens.verify_header(request.headers.get("Authorization"))
+    try:
+        return who, await live_account(context, who)
+    except TokenError as error:
+        raise ApiError(401, error.code, error.message) from None
+
+
+async def live_account(context: HttpContext, who: Principal) -> User:
+    """The account a verified token names; TokenError if it is gone or disabled.
+
+    A token outlives changes to its account, so each use looks the account up: one read by
+    primary key per authenticated request or WebSocket ``auth``.
+    """
+    user = await context.services.storage.accounts.by_id(who.user_id)
+    if user is None:
+        raise TokenError("INVALID_TOKEN", "The account behind this token no longer exists.")
+    if not user.is_active:
+        raise TokenError("ACCOUNT_DISABLED", "This account is disabled.")
+    return user
 
 
 def client_address() -> str:

@@ -47,7 +47,7 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name.lower() == _HEADER_BYTES:
             text = value.decode("latin-1").strip()
-            if _SANE_ID.match(text):
+            if _SANE_ID.fullmatch(text):
                 return text
             break
     return uuid.uuid4().hex

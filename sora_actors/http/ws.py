@@ -12,7 +12,8 @@ and the sender drains the connection's bounded queue in the hub. Replies, snapsh
 pushed events all go through that one queue, so their order is the order they were made in.
 
 Close codes: 4408 no ``auth`` within ``ws_auth_timeout_seconds``; 4401 the token expired
-while connected; 4429 too slow (queue overflow, or nothing could be sent for
+while connected, or (right after its ``authFailed``) the token's account was deleted or
+disabled; 4429 too slow (queue overflow, or nothing could be sent for
 ``ws_stuck_seconds``); 1003 binary frame; 1009 message too large (Hypercorn closes first,
 from ``websocket_max_message_size``).
 """
@@ -36,8 +37,9 @@ from quart_trio import QuartTrio
 from ..clock import wall_ms
 from ..hub import Frames, TaskEvent
 from ..storage import StorageUnavailable
-from .context import HttpContext, ctx
+from .context import HttpContext, ctx, live_account
 from .security import TokenError
+from .strictjson import JsonRefused, read_json
 from .wire import task_messages, task_wire
 
 log = logging.getLogger("sora_actors.ws")
@@ -50,6 +52,7 @@ ASGIApp = Any  # quart's ASGI callable; typed loosely, as in observe.py
 
 PATH = "/ws"
 CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_AUTH_FAILED = 4401  # the WebSocket's 401, as when a token expires while connected
 CLOSE_UNSUPPORTED = 1003
 CLOSE_TOO_BIG = 1009
 MAX_TASK_SUBSCRIPTIONS = 1000
@@ -143,12 +146,14 @@ class BadMessage(Exception):
         self.reply_to = reply_to
 
 
-def _parse(text: str) -> tuple[str, dict[str, Any], dict[str, Any], str | int | None]:
+def _parse(
+    text: str, max_depth: int
+) -> tuple[str, dict[str, Any], dict[str, Any], str | int | None]:
     """``(type, payload, message, id)`` of a client message, or BadMessage."""
     try:
-        message = json.loads(text)
-    except ValueError:
-        raise BadMessage("INVALID_JSON", "the message is not valid JSON") from None
+        message = read_json(text, max_depth)
+    except JsonRefused as refused:
+        raise BadMessage(refused.code, refused.message) from None
     if not isinstance(message, dict):
         raise BadMessage("INVALID_MESSAGE", "a message must be a JSON object")
     reply_to: str | int | None = None
@@ -179,7 +184,15 @@ def _field(payload: dict[str, Any], message: dict[str, Any], name: str) -> str:
 class Connection:
     """One WebSocket client: its hub subscriber and its in-order message handling."""
 
-    __slots__ = ("_authenticated", "_context", "_hub", "_receive_message", "_send", "sub")
+    __slots__ = (
+        "_authenticated",
+        "_context",
+        "_farewell",
+        "_hub",
+        "_receive_message",
+        "_send",
+        "sub",
+    )
 
     def __init__(self, context: HttpContext, receive: Receive, send: Send) -> None:
         self._context = context
@@ -188,6 +201,8 @@ class Connection:
         self._send = send
         self.sub = self._hub.connect(f"conn_{uuid.uuid4().hex}")
         self._authenticated = trio.Event()
+        # The last frame to send, and the close code and reason that follow it.
+        self._farewell: tuple[str, int, str] | None = None
 
     async def run(self, token: str | None) -> None:
         """Serve the connection (accepted already) until either side ends it."""
@@ -205,7 +220,12 @@ class Connection:
                     },
                 )
                 if token:
-                    self._auth(token, None)
+                    try:
+                        await self._auth(token, None)
+                    except StorageUnavailable:
+                        self._error(
+                            "DATABASE_UNAVAILABLE", "the database is unavailable; try again"
+                        )
                 await self._receive()
                 nursery.cancel_scope.cancel()  # the client left, or was told to go
         finally:
@@ -228,6 +248,8 @@ class Connection:
         while (frames := await self.sub.next()) is not None:
             for text in frames:
                 await self._send({"type": "websocket.send", "text": text})
+                if self._farewell is not None and text is self._farewell[0]:
+                    self.sub.kill(*self._farewell[1:])
             self.sub.sent()
         scope.cancel()
 
@@ -261,7 +283,8 @@ class Connection:
     async def _handle(self, text: str) -> None:
         reply_to: str | int | None = None
         try:
-            kind, payload, message, reply_to = _parse(text)
+            depth = self._context.services.settings.max_json_depth
+            kind, payload, message, reply_to = _parse(text, depth)
             await self._dispatch(kind, payload, message, reply_to)
         except BadMessage as bad:
             self._error(bad.code, bad.message, bad.reply_to or reply_to)
@@ -279,7 +302,7 @@ class Connection:
         reply_to: str | int | None,
     ) -> None:
         if kind == "auth":
-            self._auth(_field(payload, message, "token"), reply_to)
+            await self._auth(_field(payload, message, "token"), reply_to)
         elif kind == "ping":
             self._reply("pong", {}, reply_to)
         elif kind not in (
@@ -310,11 +333,19 @@ class Connection:
                 reply_to,
             )
 
-    def _auth(self, token: str, reply_to: str | int | None) -> None:
+    async def _auth(self, token: str, reply_to: str | int | None) -> None:
         try:
             principal = self._context.tokens.verify(token)
         except TokenError as error:
             self._reply("authFailed", {"error": error.message, "code": error.code}, reply_to)
+            return
+        try:
+            await live_account(self._context, principal)
+        except TokenError as error:
+            # The token is genuine but will never work again: say so, then close.
+            text = frame("authFailed", {"error": error.message, "code": error.code}, reply_to)
+            self._farewell = (text, CLOSE_AUTH_FAILED, error.message)
+            self.sub.send((text,))
             return
         if self.sub.user_id not in (None, principal.user_id):
             self._reply(
