@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from quart import current_app, request
 
 from ..services import Services
+from .proxies import TrustedProxies
 from .security import Passwords, Principal, Tokens
-from .throttle import LoginThrottle
+
+if TYPE_CHECKING:  # the limiters import this module to reach the context
+    from .ratelimit import RateLimiter
+    from .throttle import LoginThrottle
+    from .wslimits import WsLimits
 
 EXTENSION_KEY = "sora_actors"
 
@@ -19,6 +25,9 @@ class HttpContext:
     passwords: Passwords
     tokens: Tokens
     login_throttle: LoginThrottle
+    registrations: RateLimiter | None
+    proxies: TrustedProxies
+    ws_limits: WsLimits
 
 
 def ctx() -> HttpContext:
@@ -32,4 +41,9 @@ def principal() -> Principal:
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    """The client's address: the peer, or what trusted proxies say (`proxies.py`)."""
+    return ctx().proxies.client(
+        request.remote_addr,
+        request.headers.getlist("Forwarded"),
+        request.headers.getlist("X-Forwarded-For"),
+    )
