@@ -36,17 +36,22 @@ def retry_after(wait: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(wait)))}
 
 
-def admit(limiter: RateLimiter, key: str, code: str, message: str, **details: str) -> None:
+def too_many(code: str, message: str, wait: float, **details: str) -> ApiError:
+    """A 429 that says how long to wait, in the message and in ``Retry-After``."""
+    return ApiError(
+        429,
+        code,
+        f"{message}; try again in {max(1, math.ceil(wait))} s.",
+        details=details or None,
+        headers=retry_after(wait),
+    )
+
+
+def admit(limiter: RateLimiter, key: str, code: str, message: str) -> None:
     """Count an event for ``key``, or refuse it: 429 with ``code`` and ``Retry-After``."""
     wait = limiter.acquire(key)
     if wait > 0:
-        raise ApiError(
-            429,
-            code,
-            f"{message}; try again in {max(1, math.ceil(wait))} s.",
-            details=details or None,
-            headers=retry_after(wait),
-        )
+        raise too_many(code, message, wait)
 
 
 class RateLimiter:
@@ -118,13 +123,8 @@ class ApiRateLimits:
             ((limiter.wait(key), scope) for scope, key, limiter in applicable), default=(0.0, "")
         )
         if wait > 0:
-            raise ApiError(
-                429,
-                "RATE_LIMITED",
-                f"Too many requests from this {scope}; try again in {max(1, math.ceil(wait))} s.",
-                details={"scope": scope, "kind": kind},
-                headers=retry_after(wait),
-            )
+            message = f"Too many requests from this {scope}"
+            raise too_many("RATE_LIMITED", message, wait, scope=scope, kind=kind)
         for _, key, limiter in applicable:
             limiter.acquire(key)
 

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .envelope import ApiError
-from .ratelimit import retry_after
+from .ratelimit import too_many
 
 # Refused while earlier attempts of the key are still being checked: they decide soon.
 IN_FLIGHT_RETRY_SECONDS = 1.0
@@ -174,13 +173,7 @@ class LoginThrottle:
             if wait is not None
         ]
         if waits:
-            wait = max(waits)
-            raise ApiError(
-                429,
-                "TOO_MANY_LOGIN_ATTEMPTS",
-                f"Too many failed logins; try again in {max(1, math.ceil(wait))} s.",
-                headers=retry_after(wait),
-            )
+            raise too_many("TOO_MANY_LOGIN_ATTEMPTS", "Too many failed logins", max(waits))
         self.addresses.take(address, now)
         self.accounts.take(account, now)
         attempt = LoginAttempt(self, address, account)
