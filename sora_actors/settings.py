@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .http.proxies import parse_networks
 from .logs import redact
 
 ENV_PREFIX = "SORA_"
@@ -54,6 +55,20 @@ class Settings(BaseModel):
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     login_max_failures: int = Field(default=5, gt=0)
     login_window_seconds: float = Field(default=300.0, gt=0)
+    login_account_max_failures: int = Field(default=10, gt=0)
+    login_lockout_seconds: float = Field(default=60.0, gt=0)
+    login_lockout_max_seconds: float = Field(default=3600.0, gt=0)
+    password_hash_concurrency: int = Field(default=0, ge=0)
+    password_hash_queue: int = Field(default=8, ge=0)
+    register_max_per_address: int = Field(default=10, ge=0)
+    register_window_seconds: float = Field(default=3600.0, gt=0)
+    trusted_proxies: tuple[str, ...] = ()
+    rate_limit_period_seconds: float = Field(default=60.0, gt=0)
+    rate_limit_create_per_user: int = Field(default=120, ge=0)
+    rate_limit_create_per_address: int = Field(default=240, ge=0)
+    rate_limit_read_per_user: int = Field(default=1200, ge=0)
+    rate_limit_read_per_address: int = Field(default=2400, ge=0)
+    rate_limit_instances: int = Field(default=1, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     max_connections: int = Field(default=0, ge=0)
     header_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -87,16 +102,26 @@ class Settings(BaseModel):
     ws_send_queue_size: int = Field(default=256, ge=4)
     ws_stuck_seconds: float = Field(default=30.0, gt=0)
     ws_max_message_bytes: int = Field(default=65536, ge=1024)
+    ws_messages_per_second: float = Field(default=20.0, ge=0)
+    ws_message_burst: int = Field(default=100, gt=0)
+    ws_max_subscriptions_per_connection: int = Field(default=1000, gt=0)
+    ws_max_subscriptions_per_user: int = Field(default=5000, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)  # ValueError names the bad entry
         return value
 
     @field_validator("database_url")

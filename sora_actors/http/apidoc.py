@@ -10,8 +10,9 @@ machines cannot reach, so ``/docs`` is a small page of ours that renders the doc
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from werkzeug.routing.converters import BaseConverter
 from werkzeug.routing.rules import Rule
 
 from .envelope import ApiError
+from .ratelimit import request_kind
 from .schemas import ErrorEnvelope
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -180,6 +182,14 @@ def _hoist(media: dict[str, Any], components: dict[str, Any]) -> None:
         media["schema"] = {"$ref": f"#/components/schemas/{name}"}
 
 
+def _rate_limited(doc: RouteDoc, method: str, path: str) -> RouteDoc:
+    """The route's doc with 429 RATE_LIMITED when the API rate limits apply to it."""
+    if request_kind(method.upper(), path) is None:
+        return doc
+    errors = {**doc.errors, 429: (*doc.errors.get(429, ()), "RATE_LIMITED")}
+    return replace(doc, errors={key: errors[key] for key in sorted(errors)})
+
+
 class SoraOpenAPI(OpenAPIProvider):
     """quart-schema's generator plus what it cannot express from decorators alone."""
 
@@ -200,8 +210,8 @@ class SoraOpenAPI(OpenAPIProvider):
         paths, components = super().build_paths(rule)
         doc: RouteDoc = getattr(self._app.view_functions[rule.endpoint], DOC_ATTRIBUTE)
         for operations in paths.values():
-            for operation in operations.values():
-                self._complete(operation, doc, components)
+            for method, operation in operations.items():
+                self._complete(operation, _rate_limited(doc, method, rule.rule), components)
         return paths, components
 
     def _complete(
@@ -214,6 +224,8 @@ class SoraOpenAPI(OpenAPIProvider):
             for parameter in operation["parameters"]
         ]
         responses: dict[int, Any] = dict(operation["responses"])
+        for status in doc.errors.keys() - responses.keys():  # added here, not by decorators
+            responses[status] = copy.deepcopy(responses[500])
         for status, types in doc.raw.items():
             binary = {"schema": {"type": "string", "format": "binary"}}
             responses[status] = {"content": {kind: dict(binary) for kind in types}}

@@ -11,12 +11,27 @@ from quart_trio import QuartTrio
 from quart_trio.wrappers.request import TrioRequest
 
 from ..services import Services
-from . import accounts, apidoc, console, content, cors, errors, health, observe, tasks, ws
+from . import (
+    accounts,
+    apidoc,
+    console,
+    content,
+    cors,
+    errors,
+    health,
+    observe,
+    ratelimit,
+    tasks,
+    ws,
+)
 from .context import EXTENSION_KEY, HttpContext, ctx
 from .envelope import ApiError
+from .gate import BusyGate, default_capacity
+from .proxies import TrustedProxies, parse_networks
 from .security import Passwords, Tokens
 from .strictjson import JsonRefused, read_json
 from .throttle import LoginThrottle
+from .wslimits import WsLimits
 
 F = TypeVar("F", bound=Callable[..., Any])
 _LARGE_BODY = "_sora_large_body"
@@ -89,9 +104,30 @@ def create_app(services: Services) -> QuartTrio:
     )
     app.extensions[EXTENSION_KEY] = context = HttpContext(
         services=services,
-        passwords=Passwords(settings.bcrypt_rounds),
+        passwords=Passwords(
+            settings.bcrypt_rounds,
+            BusyGate(
+                settings.password_hash_concurrency or default_capacity(),
+                settings.password_hash_queue,
+            ),
+        ),
         tokens=Tokens(settings.jwt_secret, settings.jwt_ttl_seconds),
-        login_throttle=LoginThrottle(settings.login_max_failures, settings.login_window_seconds),
+        login_throttle=LoginThrottle(
+            settings.login_max_failures,
+            settings.login_window_seconds,
+            account_max_failures=settings.login_account_max_failures,
+            lockout=settings.login_lockout_seconds,
+            lockout_max=settings.login_lockout_max_seconds,
+        ),
+        registrations=(
+            ratelimit.RateLimiter(
+                settings.register_max_per_address, settings.register_window_seconds
+            )
+            if settings.register_max_per_address
+            else None
+        ),
+        proxies=TrustedProxies(parse_networks(settings.trusted_proxies)),
+        ws_limits=WsLimits(settings),
     )
     # /ws in front of Quart; the hub serialises each event once, in the WebSocket envelope.
     ws.install(app, context)
@@ -123,6 +159,7 @@ def create_app(services: Services) -> QuartTrio:
         # Bodies without a Content-Length (chunked) are cut off at the same limit.
         request.body._max_content_length = limit
 
+    ratelimit.install(app, ratelimit.ApiRateLimits(settings))
     errors.install(app)
     cors.install(app, settings)
     app.register_blueprint(health.blueprint)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from quart import current_app, request
 
 from ..services import Services
 from ..storage import User
 from .envelope import ApiError
+from .proxies import TrustedProxies
 from .security import Passwords, Principal, TokenError, Tokens
-from .throttle import LoginThrottle
+
+if TYPE_CHECKING:  # the limiters import this module to reach the context
+    from .ratelimit import RateLimiter
+    from .throttle import LoginThrottle
+    from .wslimits import WsLimits
 
 EXTENSION_KEY = "sora_actors"
 
@@ -21,6 +27,9 @@ class HttpContext:
     passwords: Passwords
     tokens: Tokens
     login_throttle: LoginThrottle
+    registrations: RateLimiter | None
+    proxies: TrustedProxies
+    ws_limits: WsLimits
 
 
 def ctx() -> HttpContext:
@@ -59,4 +68,9 @@ async def live_account(context: HttpContext, who: Principal) -> User:
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    """The client's address: the peer, or what trusted proxies say (`proxies.py`)."""
+    return ctx().proxies.client(
+        request.remote_addr,
+        request.headers.getlist("Forwarded"),
+        request.headers.getlist("X-Forwarded-For"),
+    )

@@ -14,8 +14,9 @@ pushed events all go through that one queue, so their order is the order they we
 Close codes: 4408 no ``auth`` within ``ws_auth_timeout_seconds``; 4401 the token expired
 while connected, or (right after its ``authFailed``) the token's account was deleted or
 disabled; 4429 too slow (queue overflow, or nothing could be sent for
-``ws_stuck_seconds``); 1003 binary frame; 1009 message too large (Hypercorn closes first,
-from ``websocket_max_message_size``).
+``ws_stuck_seconds``), or too demanding (more messages or task subscriptions than
+`wslimits.WsLimits` allows; an ``error`` message comes first); 1003 binary frame; 1009
+message too large (Hypercorn closes first, from ``websocket_max_message_size``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_AUTH_FAILED = 4401  # the WebSocket's 401, as when a token expires while connected
 CLOSE_UNSUPPORTED = 1003
 CLOSE_TOO_BIG = 1009
-MAX_TASK_SUBSCRIPTIONS = 1000
+CLOSE_TOO_MANY = 4429
 MAX_ID_LENGTH = 200
 HEARTBEAT_SLICE_SECONDS = 0.1
 CAPABILITIES = (
@@ -189,6 +190,7 @@ class Connection:
         "_context",
         "_farewell",
         "_hub",
+        "_last_words",
         "_receive_message",
         "_send",
         "sub",
@@ -203,6 +205,7 @@ class Connection:
         self._authenticated = trio.Event()
         # The last frame to send, and the close code and reason that follow it.
         self._farewell: tuple[str, int, str] | None = None
+        self._last_words: str | None = None  # an `error` sent right before our close
 
     async def run(self, token: str | None) -> None:
         """Serve the connection (accepted already) until either side ends it."""
@@ -230,6 +233,9 @@ class Connection:
                 nursery.cancel_scope.cancel()  # the client left, or was told to go
         finally:
             self._hub.disconnect(sub)
+            self._context.ws_limits.gone(sub)
+        if self._last_words is not None:
+            await self._send({"type": "websocket.send", "text": self._last_words})
         if sub.close_code is not None:
             await self._send(
                 {"type": "websocket.close", "code": sub.close_code, "reason": sub.close_reason}
@@ -242,6 +248,11 @@ class Connection:
 
     def _error(self, code: str, message: str, reply_to: str | int | None = None) -> None:
         self._reply("error", {"code": code, "message": message}, reply_to)
+
+    def _refuse(self, code: str, message: str, reply_to: str | int | None = None) -> None:
+        """Close with 4429 after an ``error`` saying why (sent after the queue is dropped)."""
+        self._last_words = frame("error", {"code": code, "message": message}, reply_to)
+        self.sub.kill(CLOSE_TOO_MANY, message)
 
     async def _sender(self, scope: trio.CancelScope) -> None:
         """Drain the queue into the socket; when the hub kills the subscriber, end the rest."""
@@ -277,6 +288,9 @@ class Connection:
                 return
             if len(data) > limit // 4 and len(data.encode()) > limit:
                 self.sub.kill(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
+                return
+            if not self._context.ws_limits.message(self.sub):
+                self._refuse("RATE_LIMITED", "too many messages; slow down")
                 return
             await self._handle(data)
 
@@ -358,6 +372,7 @@ class Connection:
             )
             return
         self._hub.authenticate(self.sub, principal.user_id, principal.expires_at_ms)
+        self._context.ws_limits.authenticated(self.sub)
         self._authenticated.set()
         self._reply(
             "authSuccess",
@@ -372,8 +387,10 @@ class Connection:
 
     async def _subscribe_task(self, video_id: str, reply_to: str | int | None) -> None:
         """Subscribe first, then read the snapshot: events in between are held, not lost."""
-        if video_id not in self.sub.tasks and len(self.sub.tasks) >= MAX_TASK_SUBSCRIPTIONS:
-            raise BadMessage("TOO_MANY_SUBSCRIPTIONS", f"at most {MAX_TASK_SUBSCRIPTIONS} tasks")
+        refused = self._context.ws_limits.subscription_refused(self.sub, video_id)
+        if refused is not None:
+            self._refuse("TOO_MANY_SUBSCRIPTIONS", refused, reply_to)
+            return
         self._hub.subscribe_task(self.sub, video_id)
         try:
             task = await self._context.services.storage.tasks.get(video_id)

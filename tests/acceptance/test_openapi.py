@@ -136,6 +136,17 @@ async def test_every_api_route_is_documented_with_its_envelopes(server: LiveServ
     register = document["paths"]["/api/auth/register"]["post"]["requestBody"]["content"]
     username = schemas[register["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
     assert "ASCII" in username["properties"]["username"]["description"]
+    # Limits: the API's rate limits on /api/video, the throttles and the hashing gate.
+    paths = document["paths"]
+    for path, method in [("/api/video/tasks", "post"), ("/api/video/tasks/{video_id}", "get")]:
+        limited = paths[path][method]["responses"]["429"]
+        assert limited["x-error-codes"] == ["RATE_LIMITED"], path
+        assert "Retry-After" in limited["headers"]
+    register, login = paths["/api/auth/register"]["post"], paths["/api/auth/login"]["post"]
+    assert register["responses"]["429"]["x-error-codes"] == ["TOO_MANY_REGISTRATIONS"]
+    assert "SERVER_BUSY" in register["responses"]["503"]["x-error-codes"]
+    assert "SERVER_BUSY" in login["responses"]["503"]["x-error-codes"]
+    assert "429" not in paths["/api/auth/me"]["get"]["responses"]
     # Task representations are camelCase and closed (a new field must be documented).
     task = schemas["TaskOut"]
     assert task["additionalProperties"] is False
