@@ -1,10 +1,13 @@
-"""Benchmark (run by hand): GET /api/auth/me against a bare Quart-Trio JSON route.
+"""Benchmark (run by hand): an authenticated GET (/api/auth/me) against a bare Quart-Trio
+JSON route.
 
 Both servers run as separate processes, served the same way (Hypercorn trio worker, same
 config); load comes from `wrk` (apt-get install wrk) on loopback, one server at a time.
 Prints req/s and latency p99 of each and their ratio.
 
-    python bench/api.py [--seconds 10] [--connections 50] [--database-url URL]
+    python bench/api.py [--seconds 10] [--connections 50] [--database-url URL] [--path P]
+
+``--path /api/video/stats`` measures a route that reads storage besides the account check.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--database-url", default="", help="default: SQLite in a temp dir")
+    parser.add_argument("--path", default="/api/auth/me", help="the authenticated GET to load")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install wrk")
@@ -111,15 +115,15 @@ def main() -> None:
         auth = [f"Authorization: Bearer {token}"]
 
         run_wrk(bare, 2, args.connections, [])  # warm both up
-        run_wrk(sora + "/api/auth/me", 2, args.connections, auth)
+        run_wrk(sora + args.path, 2, args.connections, auth)
         bare_rps, bare_p99 = run_wrk(bare, args.seconds, args.connections, [])
-        me_rps, me_p99 = run_wrk(sora + "/api/auth/me", args.seconds, args.connections, auth)
+        me_rps, me_p99 = run_wrk(sora + args.path, args.seconds, args.connections, auth)
 
         print(f"{'route':<28}{'req/s':>10}{'p99 ms':>10}")
         print(f"{'bare Quart-Trio JSON':<28}{bare_rps:>10.0f}{bare_p99:>10.1f}")
-        print(f"{'GET /api/auth/me':<28}{me_rps:>10.0f}{me_p99:>10.1f}")
+        print(f"{'GET ' + args.path:<28}{me_rps:>10.0f}{me_p99:>10.1f}")
         print(
-            f"ratio /me : bare  req/s {me_rps / bare_rps:.2f}   p99 {me_p99 / bare_p99:.2f}"
+            f"ratio {args.path} : bare  req/s {me_rps / bare_rps:.2f}   p99 {me_p99 / bare_p99:.2f}"
             f"   ({args.connections} connections, {args.seconds} s each, "
             f"database {args.database_url or 'SQLite'})"
         )

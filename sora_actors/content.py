@@ -63,7 +63,7 @@ READ_CHUNK = 64 * 1024
 def content_key(video_id: str, variant: str) -> str:
     """The store key of one variant of a task's media."""
     key = f"{video_id}/{variant}.{_EXTENSIONS[variant]}"
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise ValueError(f"not a content key: {key!r}")
     return key
 
@@ -153,7 +153,7 @@ class LocalContentStore:
         self.root = root.resolve()
 
     def path(self, key: str) -> Path:
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise ValueError(f"not a content key: {key!r}")
         return self.root / key
 

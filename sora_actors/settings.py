@@ -1,5 +1,9 @@
 """Settings: defaults from ``config/default.toml``, overridden by ``SORA_*`` variables.
 
+The package carries those defaults as ``sora_actors/defaults.toml``, a link to
+``config/default.toml`` (one file, two names): the wheel ships it as package data, so an
+installed service finds its defaults wherever it is started from.
+
 Why one flat namespace: a key in the TOML file, the environment variable that overrides it
 and the attribute the code reads are the same word (``port`` / ``SORA_PORT`` /
 ``settings.port``), so operators never have to translate between three spellings.
@@ -12,13 +16,18 @@ import secrets
 import socket
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .http.proxies import parse_networks
+from .logs import redact
+
 ENV_PREFIX = "SORA_"
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+DEFAULTS_FILE = resources.files(__package__).joinpath("defaults.toml")
 MIN_SECRET_LENGTH = 32
 
 
@@ -41,11 +50,30 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_json_depth: int = Field(default=32, ge=2, le=200)
     cors_origins: tuple[str, ...] = ()
     bcrypt_rounds: int = Field(default=12, ge=4, le=16)
     login_max_failures: int = Field(default=5, gt=0)
     login_window_seconds: float = Field(default=300.0, gt=0)
+    login_account_max_failures: int = Field(default=10, gt=0)
+    login_lockout_seconds: float = Field(default=60.0, gt=0)
+    login_lockout_max_seconds: float = Field(default=3600.0, gt=0)
+    password_hash_concurrency: int = Field(default=0, ge=0)
+    password_hash_queue: int = Field(default=8, ge=0)
+    register_max_per_address: int = Field(default=10, ge=0)
+    register_window_seconds: float = Field(default=3600.0, gt=0)
+    trusted_proxies: tuple[str, ...] = ()
+    rate_limit_period_seconds: float = Field(default=60.0, gt=0)
+    rate_limit_create_per_user: int = Field(default=120, ge=0)
+    rate_limit_create_per_address: int = Field(default=240, ge=0)
+    rate_limit_read_per_user: int = Field(default=1200, ge=0)
+    rate_limit_read_per_address: int = Field(default=2400, ge=0)
+    rate_limit_instances: int = Field(default=1, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    max_connections: int = Field(default=0, ge=0)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keep_alive_seconds: float = Field(default=75.0, gt=0)
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
     upstream_url: str = ""
     upstream_api_key: str = ""
     upstream_auth_style: Literal["bearer", "bare"] = "bearer"
@@ -76,16 +104,26 @@ class Settings(BaseModel):
     ws_send_queue_size: int = Field(default=256, ge=4)
     ws_stuck_seconds: float = Field(default=30.0, gt=0)
     ws_max_message_bytes: int = Field(default=65536, ge=1024)
+    ws_messages_per_second: float = Field(default=20.0, ge=0)
+    ws_message_burst: int = Field(default=100, gt=0)
+    ws_max_subscriptions_per_connection: int = Field(default=1000, gt=0)
+    ws_max_subscriptions_per_user: int = Field(default=5000, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)  # ValueError names the bad entry
         return value
 
     @field_validator("database_url")
@@ -139,7 +177,7 @@ class Settings(BaseModel):
         return False
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Traversable) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -175,9 +213,10 @@ def load(
     except ValidationError as error:
         first = error.errors()[0]
         key = str(first["loc"][0]) if first["loc"] else "?"
-        got = values.get(key, "")
+        # redact(): the value may be a URL with a password in it.
+        got = redact(repr(values.get(key, "")))
         raise SettingsError(
-            f"invalid setting {ENV_PREFIX}{key.upper()}={got!r}: {first['msg']}"
+            f"invalid setting {ENV_PREFIX}{key.upper()}={got}: {first['msg']}"
         ) from None
     return _finish_secret(settings)
 

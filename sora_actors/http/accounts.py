@@ -8,9 +8,10 @@ from quart_schema import validate_request
 from ..clock import iso
 from ..storage import Activity, Conflict
 from .apidoc import documented
-from .context import client_address, ctx, principal
+from .context import caller, client_address, ctx
 from .envelope import ApiError, ok
 from .models import LoginOut, LoginRequest, MeOut, RegisterRequest, UserOut
+from .ratelimit import admit
 from .schemas import LoginEnvelope, MeEnvelope, UserEnvelope
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/api/auth")
@@ -33,12 +34,19 @@ def _activity(action: str, user_id: str | None = None, **details: object) -> Act
     UserEnvelope,
     status=201,
     json_body=RegisterRequest,
-    errors={409: ("USERNAME_TAKEN", "EMAIL_TAKEN")},
+    errors={
+        409: ("USERNAME_TAKEN", "EMAIL_TAKEN"),
+        429: ("TOO_MANY_REGISTRATIONS",),
+        503: ("SERVER_BUSY",),
+    },
 )
 @validate_request(RegisterRequest)
 async def register(data: RegisterRequest) -> Response:
     """Create an account."""
     context = ctx()
+    if context.registrations is not None:
+        message = "Too many registrations from this address"
+        admit(context.registrations, client_address(), "TOO_MANY_REGISTRATIONS", message)
     password_hash = await context.passwords.hash(data.password)
     try:
         user = await context.services.storage.accounts.create_user(
@@ -58,26 +66,25 @@ async def register(data: RegisterRequest) -> Response:
         401: ("INVALID_CREDENTIALS",),
         403: ("ACCOUNT_DISABLED",),
         429: ("TOO_MANY_LOGIN_ATTEMPTS",),
+        503: ("SERVER_BUSY",),
     },
 )
 @validate_request(LoginRequest)
 async def login(data: LoginRequest) -> Response:
     """Log in: a bearer token (JWT) and when it expires (Unix ms)."""
     context = ctx()
-    client = client_address()
-    context.login_throttle.check(client)
     accounts = context.services.storage.accounts
-    user = await accounts.by_username(data.username)
-    good = await context.passwords.verify(data.password, user.password_hash if user else None)
-    if user is None or not good:
-        context.login_throttle.failed(client)
-        await accounts.log(
-            _activity("login_failed", user.id if user else None, username=data.username)
-        )
-        raise ApiError(401, "INVALID_CREDENTIALS", INVALID_CREDENTIALS)
+    with context.login_throttle.attempt(client_address(), data.username) as attempt:
+        user = await accounts.by_username(data.username)
+        good = await context.passwords.verify(data.password, user.password_hash if user else None)
+        if user is None or not good:
+            attempt.failed()
+            await accounts.log(
+                _activity("login_failed", user.id if user else None, username=data.username)
+            )
+            raise ApiError(401, "INVALID_CREDENTIALS", INVALID_CREDENTIALS)
     if not user.is_active:
         raise ApiError(403, "ACCOUNT_DISABLED", "This account is disabled.")
-    context.login_throttle.succeeded(client)
     await accounts.record_login(user.id, _activity("login", user.id))
     token, who = context.tokens.issue(user.id, user.username)
     return ok(
@@ -93,10 +100,7 @@ async def login(data: LoginRequest) -> Response:
 @documented(MeEnvelope, auth=True)
 async def me() -> Response:
     """The account behind the token."""
-    caller = principal()
-    user = await ctx().services.storage.accounts.by_id(caller.user_id)
-    if user is None or not user.is_active:
-        raise ApiError(401, "INVALID_TOKEN", "The account behind this token no longer exists.")
+    _, user = await caller()
     return ok(
         MeOut(
             id=user.id,

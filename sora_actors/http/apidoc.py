@@ -10,8 +10,9 @@ machines cannot reach, so ``/docs`` is a small page of ours that renders the doc
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from werkzeug.routing.converters import BaseConverter
 from werkzeug.routing.rules import Rule
 
 from .envelope import ApiError
+from .ratelimit import request_kind
 from .schemas import ErrorEnvelope
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,9 +40,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 DOC_ATTRIBUTE = "_sora_route_doc"
 BEARER = "bearerAuth"
 
-AUTH_ERRORS = ("AUTH_REQUIRED", "INVALID_TOKEN", "TOKEN_EXPIRED")
+AUTH_ERRORS = ("AUTH_REQUIRED", "INVALID_TOKEN", "TOKEN_EXPIRED", "ACCOUNT_DISABLED")
 JSON_BODY_ERRORS: dict[int, tuple[str, ...]] = {
-    400: ("INVALID_JSON", "VALIDATION_ERROR"),
+    400: ("INVALID_JSON", "JSON_TOO_DEEP", "DUPLICATE_KEY", "VALIDATION_ERROR"),
     413: ("PAYLOAD_TOO_LARGE",),
     415: ("UNSUPPORTED_MEDIA_TYPE",),
 }
@@ -59,7 +61,23 @@ Error: `{"success": false, "message": "...", "error": {"code": "MACHINE_CODE", "
 Validation errors (400 VALIDATION_ERROR) name each offending field in `error.details`
 (`[{"field": ..., "message": ...}]`).
 
-Protected routes need `Authorization: Bearer <jwt>` (from `POST /api/auth/login`).
+JSON is read strictly (request bodies and WebSocket messages alike): a key given twice is
+400 DUPLICATE_KEY naming it (never "the last one wins"); arrays/objects nested deeper than
+`SORA_MAX_JSON_DEPTH` (default 32) are 400 JSON_TOO_DEEP, refused before parsing; `NaN`,
+`Infinity`, numbers beyond a double and half a UTF-16 surrogate pair (`"\\ud800"`) are
+400 INVALID_JSON. Numbers are not read from strings: a field documented as an integer
+(`duration`, `seconds`) must be a JSON integer; `"10"`, `10.0` and `true` are 400
+VALIDATION_ERROR naming the field (multipart form fields are text, so there plain digits
+are the integer).
+
+Usernames are NFKC-normalised (full-width letters become ASCII), then must be 3 to 32
+ASCII letters, digits, `_`, `.` or `-`, matched in full: no trailing newline, no spaces,
+control, zero-width or bidi characters, no letters of other scripts that look like Latin
+ones. Login normalises the same way; a name that cannot exist is 400 VALIDATION_ERROR.
+
+Protected routes need `Authorization: Bearer <jwt>` (from `POST /api/auth/login`); a token
+whose account was deleted since is 401 INVALID_TOKEN, one whose account was disabled 401
+ACCOUNT_DISABLED.
 Every response carries `X-Request-Id` (the caller's, if sane, else generated); quote it
 when reporting a problem.
 """
@@ -168,6 +186,14 @@ def _hoist(media: dict[str, Any], components: dict[str, Any]) -> None:
         media["schema"] = {"$ref": f"#/components/schemas/{name}"}
 
 
+def _rate_limited(doc: RouteDoc, method: str, path: str) -> RouteDoc:
+    """The route's doc with 429 RATE_LIMITED when the API rate limits apply to it."""
+    if request_kind(method.upper(), path) is None:
+        return doc
+    errors = {**doc.errors, 429: (*doc.errors.get(429, ()), "RATE_LIMITED")}
+    return replace(doc, errors={key: errors[key] for key in sorted(errors)})
+
+
 class SoraOpenAPI(OpenAPIProvider):
     """quart-schema's generator plus what it cannot express from decorators alone."""
 
@@ -188,8 +214,8 @@ class SoraOpenAPI(OpenAPIProvider):
         paths, components = super().build_paths(rule)
         doc: RouteDoc = getattr(self._app.view_functions[rule.endpoint], DOC_ATTRIBUTE)
         for operations in paths.values():
-            for operation in operations.values():
-                self._complete(operation, doc, components)
+            for method, operation in operations.items():
+                self._complete(operation, _rate_limited(doc, method, rule.rule), components)
         return paths, components
 
     def _complete(
@@ -202,6 +228,8 @@ class SoraOpenAPI(OpenAPIProvider):
             for parameter in operation["parameters"]
         ]
         responses: dict[int, Any] = dict(operation["responses"])
+        for status in doc.errors.keys() - responses.keys():  # added here, not by decorators
+            responses[status] = copy.deepcopy(responses[500])
         for status, types in doc.raw.items():
             binary = {"schema": {"type": "string", "format": "binary"}}
             responses[status] = {"content": {kind: dict(binary) for kind in types}}

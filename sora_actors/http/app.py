@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from quart import request
 from quart_schema import QuartSchema
@@ -11,11 +11,27 @@ from quart_trio import QuartTrio
 from quart_trio.wrappers.request import TrioRequest
 
 from ..services import Services
-from . import accounts, apidoc, console, content, cors, errors, health, observe, tasks, ws
-from .context import EXTENSION_KEY, HttpContext
+from . import (
+    accounts,
+    apidoc,
+    console,
+    content,
+    cors,
+    errors,
+    health,
+    observe,
+    ratelimit,
+    tasks,
+    ws,
+)
+from .context import EXTENSION_KEY, HttpContext, ctx
 from .envelope import ApiError
+from .gate import BusyGate, default_capacity
+from .proxies import TrustedProxies, parse_networks
 from .security import Passwords, Tokens
+from .strictjson import JsonRefused, read_json
 from .throttle import LoginThrottle
+from .wslimits import WsLimits
 
 F = TypeVar("F", bound=Callable[..., Any])
 _LARGE_BODY = "_sora_large_body"
@@ -28,22 +44,35 @@ def large_body(view: F) -> F:
 
 
 class SoraRequest(TrioRequest):
-    """Requests whose JSON problems are reported in the envelope, not as HTML 400s."""
+    """Requests whose JSON is read by `strictjson` (bounded depth, no duplicate keys) and
+    whose JSON problems are reported in the envelope, not as HTML 400s."""
 
     async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         if not (force or silent or self.is_json):
             raise ApiError(
                 415, "UNSUPPORTED_MEDIA_TYPE", "Send a JSON body (Content-Type: application/json)."
             )
+        if cache and self._cached_json[silent] is not Ellipsis:
+            return self._cached_json[silent]
+        if not (force or self.is_json):
+            return None
         try:
-            return await super().get_json(force, silent, cache)
+            text = cast(str, await self.get_data(cache=cache, as_text=True))
         except UnicodeDecodeError as error:  # raised while reading the body, before parsing
             if silent:
                 return None
             raise ApiError(400, "INVALID_JSON", f"The body is not UTF-8: {error}") from None
-
-    def on_json_loading_failed(self, error: Exception) -> Any:
-        raise ApiError(400, "INVALID_JSON", f"The body is not valid JSON: {error}")
+        try:
+            result = read_json(text, ctx().services.settings.max_json_depth)
+        except JsonRefused as refused:
+            if not silent:
+                raise ApiError(
+                    400, refused.code, refused.message, details=refused.details
+                ) from None
+            result = None
+        if cache:
+            self._cached_json[silent] = result
+        return result
 
 
 def create_app(services: Services) -> QuartTrio:
@@ -75,9 +104,30 @@ def create_app(services: Services) -> QuartTrio:
     )
     app.extensions[EXTENSION_KEY] = context = HttpContext(
         services=services,
-        passwords=Passwords(settings.bcrypt_rounds),
+        passwords=Passwords(
+            settings.bcrypt_rounds,
+            BusyGate(
+                settings.password_hash_concurrency or default_capacity(),
+                settings.password_hash_queue,
+            ),
+        ),
         tokens=Tokens(settings.jwt_secret, settings.jwt_ttl_seconds),
-        login_throttle=LoginThrottle(settings.login_max_failures, settings.login_window_seconds),
+        login_throttle=LoginThrottle(
+            settings.login_max_failures,
+            settings.login_window_seconds,
+            account_max_failures=settings.login_account_max_failures,
+            lockout=settings.login_lockout_seconds,
+            lockout_max=settings.login_lockout_max_seconds,
+        ),
+        registrations=(
+            ratelimit.RateLimiter(
+                settings.register_max_per_address, settings.register_window_seconds
+            )
+            if settings.register_max_per_address
+            else None
+        ),
+        proxies=TrustedProxies(parse_networks(settings.trusted_proxies)),
+        ws_limits=WsLimits(settings),
     )
     # /ws in front of Quart; the hub serialises each event once, in the WebSocket envelope.
     ws.install(app, context)
@@ -109,6 +159,7 @@ def create_app(services: Services) -> QuartTrio:
         # Bodies without a Content-Length (chunked) are cut off at the same limit.
         request.body._max_content_length = limit
 
+    ratelimit.install(app, ratelimit.ApiRateLimits(settings))
     errors.install(app)
     cors.install(app, settings)
     app.register_blueprint(health.blueprint)

@@ -96,7 +96,7 @@ def _expired(task: Task) -> ApiError:
 )
 async def content(video_id: str) -> Response:
     """A signed link to the finished video (COMPLETED tasks only), no login needed to play."""
-    caller = principal()
+    caller = await principal()
     task = await owned_task(video_id, caller.user_id)
     _require_completed(task)
     if task.content_expired_at is not None:
@@ -138,7 +138,7 @@ async def content(video_id: str) -> Response:
 )
 async def refresh_url(video_id: str) -> Response:
     """A fresh signed link; fetches the copy from the upstream again if it was lost."""
-    caller = principal()
+    caller = await principal()
     task = await owned_task(video_id, caller.user_id)
     _require_completed(task)
     try:
@@ -197,7 +197,7 @@ class RemixRequest(BaseModel):
 )
 async def remix(video_id: str) -> Response:
     """A new task made from a COMPLETED one with a new prompt (same model, size, length)."""
-    caller = principal()
+    caller = await principal()
     key = _idempotency_key()
     raw = await request.get_json()
     if not isinstance(raw, dict):
@@ -240,7 +240,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    match = _RANGE.match(header.strip())
+    match = _RANGE.fullmatch(header.strip())
     if match is None:
         return None
     first, last = match.groups()

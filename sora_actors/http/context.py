@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from quart import current_app, request
 
 from ..services import Services
-from .security import Passwords, Principal, Tokens
-from .throttle import LoginThrottle
+from ..storage import User
+from .envelope import ApiError
+from .proxies import TrustedProxies
+from .security import Passwords, Principal, TokenError, Tokens
+
+if TYPE_CHECKING:  # the limiters import this module to reach the context
+    from .ratelimit import RateLimiter
+    from .throttle import LoginThrottle
+    from .wslimits import WsLimits
 
 EXTENSION_KEY = "sora_actors"
 
@@ -19,6 +27,9 @@ class HttpContext:
     passwords: Passwords
     tokens: Tokens
     login_throttle: LoginThrottle
+    registrations: RateLimiter | None
+    proxies: TrustedProxies
+    ws_limits: WsLimits
 
 
 def ctx() -> HttpContext:
@@ -26,10 +37,40 @@ def ctx() -> HttpContext:
     return context
 
 
-def principal() -> Principal:
-    """The caller, from the Authorization header; 401 in the envelope otherwise."""
-    return ctx().tokens.verify_header(request.headers.get("Authorization"))
+async def principal() -> Principal:
+    """The caller, from the Authorization header; 401 in the envelope otherwise, also when
+    the account behind a valid token was deleted or disabled since it was issued."""
+    return (await caller())[0]
+
+
+async def caller() -> tuple[Principal, User]:
+    """The caller and their account (one read); 401 in the envelope as for `principal`."""
+    context = ctx()
+    who = context.tokens.verify_header(request.headers.get("Authorization"))
+    try:
+        return who, await live_account(context, who)
+    except TokenError as error:
+        raise ApiError(401, error.code, error.message) from None
+
+
+async def live_account(context: HttpContext, who: Principal) -> User:
+    """The account a verified token names; TokenError if it is gone or disabled.
+
+    A token outlives changes to its account, so each use looks the account up: one read by
+    primary key per authenticated request or WebSocket ``auth``.
+    """
+    user = await context.services.storage.accounts.by_id(who.user_id)
+    if user is None:
+        raise TokenError("INVALID_TOKEN", "The account behind this token no longer exists.")
+    if not user.is_active:
+        raise TokenError("ACCOUNT_DISABLED", "This account is disabled.")
+    return user
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    """The client's address: the peer, or what trusted proxies say (`proxies.py`)."""
+    return ctx().proxies.client(
+        request.remote_addr,
+        request.headers.getlist("Forwarded"),
+        request.headers.getlist("X-Forwarded-For"),
+    )

@@ -6,15 +6,31 @@ quart-schema validates requests with these and builds the OpenAPI document from 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from .security import BCRYPT_MAX_BYTES
 
-_USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+# Checked with fullmatch (``$`` would also match before a trailing newline).
+_USERNAME = re.compile(r"[A-Za-z0-9_.\-]{3,32}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}")
+USERNAME_RULE = (
+    "3 to 32 characters after NFKC normalisation, each an ASCII letter, digit, '_', '.' or "
+    "'-' (no spaces, control, invisible or look-alike characters)"
+)
+
+
+def normal_username(value: str) -> str:
+    """A username as stored and looked up: NFKC (full-width letters become ASCII ones).
+
+    The rule checked after it is ASCII on purpose: letters of other scripts can look exactly
+    like Latin ones (a Cyrillic "a" in "alice"), and zero-width, bidi and control characters
+    make two different names look the same; none of them can pass.
+    """
+    return unicodedata.normalize("NFKC", value)
 
 
 def _nonblank(value: str) -> str:
@@ -29,14 +45,11 @@ class Wire(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
-    @model_validator(mode="before")
+    @field_validator("*")
     @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if isinstance(value, str) and "\x00" in value:
-                    raise ValueError(f"{key}: must not contain NUL characters")
-        return data
+    def _no_nul(cls, value: Any) -> Any:
+        """Per field, so that every offending field is named, not only the first."""
+        return _no_nul_text(value) if isinstance(value, str) else value
 
 
 def _no_nul_text(value: str) -> str:
@@ -63,15 +76,19 @@ def _check_password(value: str) -> str:
 
 class RegisterRequest(Wire):
     # The patterns are checked by the validators below; here they document the rules.
-    username: str = Field(json_schema_extra={"pattern": _USERNAME.pattern})
-    email: str | None = Field(default=None, json_schema_extra={"pattern": _EMAIL.pattern})
+    username: str = Field(
+        description=f"{USERNAME_RULE}; unique regardless of case",
+        json_schema_extra={"pattern": f"^{_USERNAME.pattern}$"},
+    )
+    email: str | None = Field(default=None, json_schema_extra={"pattern": f"^{_EMAIL.pattern}$"})
     password: str = Field(min_length=6)
 
     @field_validator("username")
     @classmethod
     def _username(cls, value: str) -> str:
-        if not _USERNAME.match(value):
-            raise ValueError("3 to 32 characters: letters, digits, '_', '.', '-'")
+        value = normal_username(value)
+        if not _USERNAME.fullmatch(value):
+            raise ValueError(USERNAME_RULE)
         return value
 
     @field_validator("email")
@@ -80,7 +97,7 @@ class RegisterRequest(Wire):
         if value is None or value.strip() == "":
             return None
         value = value.strip()
-        if len(value) > 254 or not _EMAIL.match(value):
+        if len(value) > 254 or not _EMAIL.fullmatch(value):
             raise ValueError("not a valid email address")
         return value
 
@@ -88,8 +105,20 @@ class RegisterRequest(Wire):
 
 
 class LoginRequest(Wire):
-    username: str = Field(min_length=1, max_length=254)
+    username: str = Field(
+        min_length=1,
+        max_length=254,
+        description="NFKC-normalised like at registration; not a valid username: 400",
+    )
     password: str = Field(min_length=1)
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        value = normal_username(value)
+        if not _USERNAME.fullmatch(value):
+            raise ValueError(f"not a valid username: {USERNAME_RULE}")
+        return value
 
     _password = field_validator("password")(_check_password)
 

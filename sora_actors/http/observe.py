@@ -39,6 +39,10 @@ _HEADER_BYTES = HEADER.lower().encode()
 # A caller's id is kept only if it is short and plain (it ends up in logs and headers).
 _SANE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 UNMATCHED = "unmatched"
+# Metric labels take only these methods; any other becomes OTHER, so that a client sending
+# made-up methods cannot add series without bound (each one used to add two).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 # Polled by monitors; logged at DEBUG so they do not drown the access log.
 _QUIET_PATHS = frozenset({"/metrics", "/health"})
 
@@ -50,7 +54,7 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name.lower() == _HEADER_BYTES:
             text = value.decode("latin-1").strip()
-            if _SANE_ID.match(text):
+            if _SANE_ID.fullmatch(text):
                 return text
             break
     return uuid.uuid4().hex
@@ -86,6 +90,7 @@ class HttpMetrics:
         self.registry.register(RuntimeCollector(services))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in KNOWN_METHODS else OTHER_METHOD
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 

@@ -11,15 +11,18 @@ import trio
 
 from ..clock import wall_ms
 from .envelope import ApiError
+from .gate import BusyGate
 
 BCRYPT_MAX_BYTES = 72
 
 
 class Passwords:
-    """bcrypt hashing. A hash costs ~210 ms at cost 12, so it runs in a worker thread."""
+    """bcrypt hashing. A hash costs ~210 ms at cost 12, so it runs in a worker thread,
+    admitted by ``gate`` (a few at once; beyond a short queue, 503 at once)."""
 
-    def __init__(self, rounds: int) -> None:
+    def __init__(self, rounds: int, gate: BusyGate) -> None:
         self._rounds = rounds
+        self._gate = gate
         # Verified against when the user does not exist, so that "no such user" takes as
         # long as "wrong password" and response times do not reveal which usernames exist.
         self._decoy = bcrypt.hashpw(b"decoy-password", bcrypt.gensalt(rounds)).decode()
@@ -28,9 +31,10 @@ class Passwords:
         secret = password.encode()
         if len(secret) > BCRYPT_MAX_BYTES:  # bcrypt 5 raises; never truncate silently
             raise ValueError("password longer than 72 bytes")
-        hashed = await trio.to_thread.run_sync(
-            lambda: bcrypt.hashpw(secret, bcrypt.gensalt(self._rounds))
-        )
+        async with self._gate.slot():
+            hashed = await trio.to_thread.run_sync(
+                lambda: bcrypt.hashpw(secret, bcrypt.gensalt(self._rounds))
+            )
         return hashed.decode()
 
     async def verify(self, password: str, hashed: str | None) -> bool:
@@ -38,7 +42,8 @@ class Passwords:
         target = (hashed or self._decoy).encode()
         if len(secret) > BCRYPT_MAX_BYTES:
             return False
-        matches = await trio.to_thread.run_sync(lambda: bcrypt.checkpw(secret, target))
+        async with self._gate.slot():
+            matches = await trio.to_thread.run_sync(lambda: bcrypt.checkpw(secret, target))
         return matches and hashed is not None
 
 

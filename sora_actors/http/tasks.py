@@ -42,6 +42,7 @@ IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
 MAX_PAGE_SIZE = 100
 _DURATION_ENUM: dict[str, Any] = {"enum": list(DURATIONS)}
+SECONDS_RULE = 'must be a whole number of seconds: in JSON an integer such as 10, not "10" or 10.0'
 CreateModel = TypeVar("CreateModel", bound="TaskCreate")
 
 
@@ -64,8 +65,19 @@ class TaskCreate(BaseModel):
     model: str = Field(default="sora-2", json_schema_extra={"enum": list(MODELS)})
     size: str = Field(default="720x1280", json_schema_extra={"enum": list(SIZES)})
     duration: int = Field(
-        default=4, alias="duration", description="seconds", json_schema_extra=_DURATION_ENUM
+        default=4,
+        alias="duration",
+        description='seconds, a JSON integer (not "10" or 10.0)',
+        json_schema_extra=_DURATION_ENUM,
     )
+
+    @field_validator("duration", "seconds", mode="before", check_fields=False)
+    @classmethod
+    def _integer(cls, value: Any) -> Any:
+        """Seconds are integers: "10" or 10.0 are refused, not quietly read as 10."""
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(SECONDS_RULE)
+        return value
 
     @field_validator("model", "size", "duration")
     @classmethod
@@ -86,7 +98,8 @@ class TaskCreateJson(TaskCreate):
         json_schema_extra={"pattern": "^data:image/[a-z]+;base64,"},
     )
     seconds: int | None = Field(
-        default=None, description="Same as duration (used when duration is absent)"
+        default=None,
+        description="Same as duration (used when duration is absent); a JSON integer",
     )
 
 
@@ -175,8 +188,9 @@ async def _read_create_request() -> tuple[TaskCreate, tuple[str, str, bytes] | N
             key: form[key] for key in ("prompt", "model", "size") if key in form
         }
         seconds = form.get("seconds") or form.get("duration")
-        if seconds is not None:
-            fields["duration"] = seconds
+        if seconds is not None:  # form fields are text: plain digits are the integer
+            digits = seconds.isascii() and seconds.isdigit() and len(seconds) <= 9
+            fields["duration"] = int(seconds) if digits else seconds
         body = _validate(TaskCreate, fields)
         upload = files.get("input_reference")
         if upload is None:
@@ -296,7 +310,7 @@ async def create_task(
 )
 async def create() -> Response:
     """Create a task (QUEUED); its actor runs it upstream. JSON or multipart/form-data."""
-    caller = principal()
+    caller = await principal()
     key = _idempotency_key()
     body, image = await _read_create_request()
     task, created = await create_task(caller.user_id, body, image, idempotency_key=key)
@@ -308,11 +322,12 @@ async def create() -> Response:
 @documented(TaskEnvelope, auth=True, errors={404: ("TASK_NOT_FOUND",)})
 async def get_task(video_id: str) -> Response:
     """One of the caller's tasks (another user's task is a 404)."""
-    caller = principal()
+    caller = await principal()
     return ok(task_wire(await owned_task(video_id, caller.user_id)))
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
+def _int_arg(name: str, default: int, low: int, high: int, problems: list[dict[str, str]]) -> int:
+    """A query integer; out of range or not a number: noted in ``problems``, default used."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
@@ -321,13 +336,17 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise ApiError(
-            400,
-            "VALIDATION_ERROR",
-            f"{name}: must be an integer from {low} to {high}",
-            details=[{"field": name, "message": f"must be an integer from {low} to {high}"}],
-        )
+        problems.append({"field": name, "message": f"must be an integer from {low} to {high}"})
+        return default
     return value
+
+
+def _refuse(problems: list[dict[str, str]]) -> None:
+    """400 VALIDATION_ERROR naming every bad field (the message: the first of them)."""
+    if problems:
+        first = problems[0]
+        message = f"{first['field']}: {first['message']}"
+        raise ApiError(400, "VALIDATION_ERROR", message, details=problems)
 
 
 def _encode_cursor(task: Task) -> str:
@@ -354,17 +373,19 @@ def _decode_cursor(raw: str) -> tuple[int, str]:
 )
 async def list_tasks() -> Response:
     """The caller's tasks, a page at a time (page/pageSize, or keyset with cursor)."""
-    caller = principal()
-    page = _int_arg("page", 1, 1, 1_000_000)
-    page_size = _int_arg("pageSize", 20, 1, MAX_PAGE_SIZE)
+    caller = await principal()
+    problems: list[dict[str, str]] = []
+    page = _int_arg("page", 1, 1, 1_000_000, problems)
+    page_size = _int_arg("pageSize", 20, 1, MAX_PAGE_SIZE, problems)
     status = request.args.get("status") or None
     if status is not None:
         status = status.upper()
         if status not in STATUSES:
-            raise ApiError(400, "VALIDATION_ERROR", f"status: must be one of {', '.join(STATUSES)}")
+            problems.append({"field": "status", "message": f"must be one of {', '.join(STATUSES)}"})
     order = (request.args.get("order") or "desc").lower()
     if order not in ("asc", "desc"):
-        raise ApiError(400, "VALIDATION_ERROR", "order: must be asc or desc")
+        problems.append({"field": "order", "message": "must be asc or desc"})
+    _refuse(problems)
     raw_cursor = request.args.get("cursor")
     cursor = _decode_cursor(raw_cursor) if raw_cursor else None
     result = await ctx().services.storage.tasks.page(
@@ -395,7 +416,7 @@ async def list_tasks() -> Response:
 )
 async def cancel(video_id: str) -> Response:
     """Cancel an unfinished task: it stops being polled and becomes CANCELLED."""
-    caller = principal()
+    caller = await principal()
     await owned_task(video_id, caller.user_id)
     outcome = await ctx().services.runtime.supervisor.cancel(
         video_id, _activity("task_cancel", caller.user_id, videoId=video_id)
@@ -416,6 +437,6 @@ async def cancel(video_id: str) -> Response:
 @documented(StatsEnvelope, auth=True)
 async def stats() -> Response:
     """The caller's task counts by status."""
-    caller = principal()
+    caller = await principal()
     counts = await ctx().services.storage.tasks.stats(caller.user_id)
     return ok({"total": sum(counts.values()), **{k.lower(): v for k, v in counts.items()}})

@@ -12,9 +12,11 @@ and the sender drains the connection's bounded queue in the hub. Replies, snapsh
 pushed events all go through that one queue, so their order is the order they were made in.
 
 Close codes: 4408 no ``auth`` within ``ws_auth_timeout_seconds``; 4401 the token expired
-while connected; 4429 too slow (queue overflow, or nothing could be sent for
-``ws_stuck_seconds``); 1003 binary frame; 1009 message too large (Hypercorn closes first,
-from ``websocket_max_message_size``).
+while connected, or (right after its ``authFailed``) the token's account was deleted or
+disabled; 4429 too slow (queue overflow, or nothing could be sent for
+``ws_stuck_seconds``), or too demanding (more messages or task subscriptions than
+`wslimits.WsLimits` allows; an ``error`` message comes first); 1003 binary frame; 1009
+message too large (Hypercorn closes first, from ``websocket_max_message_size``).
 """
 
 from __future__ import annotations
@@ -27,15 +29,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+import h11
 import trio
+import wsproto.utilities
 from quart import Blueprint, current_app
 from quart_trio import QuartTrio
 
 from ..clock import wall_ms
 from ..hub import Frames, TaskEvent
 from ..storage import StorageUnavailable
-from .context import HttpContext, ctx
+from .context import HttpContext, ctx, live_account
 from .security import TokenError
+from .strictjson import JsonRefused, read_json
 from .wire import task_messages, task_wire
 
 log = logging.getLogger("sora_actors.ws")
@@ -48,9 +53,10 @@ ASGIApp = Any  # quart's ASGI callable; typed loosely, as in observe.py
 
 PATH = "/ws"
 CLOSE_AUTH_TIMEOUT = 4408
+CLOSE_AUTH_FAILED = 4401  # the WebSocket's 401, as when a token expires while connected
 CLOSE_UNSUPPORTED = 1003
 CLOSE_TOO_BIG = 1009
-MAX_TASK_SUBSCRIPTIONS = 1000
+CLOSE_TOO_MANY = 4429
 MAX_ID_LENGTH = 200
 HEARTBEAT_SLICE_SECONDS = 0.1
 CAPABILITIES = (
@@ -141,12 +147,14 @@ class BadMessage(Exception):
         self.reply_to = reply_to
 
 
-def _parse(text: str) -> tuple[str, dict[str, Any], dict[str, Any], str | int | None]:
+def _parse(
+    text: str, max_depth: int
+) -> tuple[str, dict[str, Any], dict[str, Any], str | int | None]:
     """``(type, payload, message, id)`` of a client message, or BadMessage."""
     try:
-        message = json.loads(text)
-    except ValueError:
-        raise BadMessage("INVALID_JSON", "the message is not valid JSON") from None
+        message = read_json(text, max_depth)
+    except JsonRefused as refused:
+        raise BadMessage(refused.code, refused.message) from None
     if not isinstance(message, dict):
         raise BadMessage("INVALID_MESSAGE", "a message must be a JSON object")
     reply_to: str | int | None = None
@@ -177,7 +185,16 @@ def _field(payload: dict[str, Any], message: dict[str, Any], name: str) -> str:
 class Connection:
     """One WebSocket client: its hub subscriber and its in-order message handling."""
 
-    __slots__ = ("_authenticated", "_context", "_hub", "_receive_message", "_send", "sub")
+    __slots__ = (
+        "_authenticated",
+        "_context",
+        "_farewell",
+        "_hub",
+        "_last_words",
+        "_receive_message",
+        "_send",
+        "sub",
+    )
 
     def __init__(self, context: HttpContext, receive: Receive, send: Send) -> None:
         self._context = context
@@ -186,6 +203,9 @@ class Connection:
         self._send = send
         self.sub = self._hub.connect(f"conn_{uuid.uuid4().hex}")
         self._authenticated = trio.Event()
+        # The last frame to send, and the close code and reason that follow it.
+        self._farewell: tuple[str, int, str] | None = None
+        self._last_words: str | None = None  # an `error` sent right before our close
 
     async def run(self, token: str | None) -> None:
         """Serve the connection (accepted already) until either side ends it."""
@@ -203,11 +223,19 @@ class Connection:
                     },
                 )
                 if token:
-                    self._auth(token, None)
+                    try:
+                        await self._auth(token, None)
+                    except StorageUnavailable:
+                        self._error(
+                            "DATABASE_UNAVAILABLE", "the database is unavailable; try again"
+                        )
                 await self._receive()
                 nursery.cancel_scope.cancel()  # the client left, or was told to go
         finally:
             self._hub.disconnect(sub)
+            self._context.ws_limits.gone(sub)
+        if self._last_words is not None:
+            await self._send({"type": "websocket.send", "text": self._last_words})
         if sub.close_code is not None:
             await self._send(
                 {"type": "websocket.close", "code": sub.close_code, "reason": sub.close_reason}
@@ -221,11 +249,18 @@ class Connection:
     def _error(self, code: str, message: str, reply_to: str | int | None = None) -> None:
         self._reply("error", {"code": code, "message": message}, reply_to)
 
+    def _refuse(self, code: str, message: str, reply_to: str | int | None = None) -> None:
+        """Close with 4429 after an ``error`` saying why (sent after the queue is dropped)."""
+        self._last_words = frame("error", {"code": code, "message": message}, reply_to)
+        self.sub.kill(CLOSE_TOO_MANY, message)
+
     async def _sender(self, scope: trio.CancelScope) -> None:
         """Drain the queue into the socket; when the hub kills the subscriber, end the rest."""
         while (frames := await self.sub.next()) is not None:
             for text in frames:
                 await self._send({"type": "websocket.send", "text": text})
+                if self._farewell is not None and text is self._farewell[0]:
+                    self.sub.kill(*self._farewell[1:])
             self.sub.sent()
         scope.cancel()
 
@@ -254,12 +289,16 @@ class Connection:
             if len(data) > limit // 4 and len(data.encode()) > limit:
                 self.sub.kill(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
                 return
+            if not self._context.ws_limits.message(self.sub):
+                self._refuse("RATE_LIMITED", "too many messages; slow down")
+                return
             await self._handle(data)
 
     async def _handle(self, text: str) -> None:
         reply_to: str | int | None = None
         try:
-            kind, payload, message, reply_to = _parse(text)
+            depth = self._context.services.settings.max_json_depth
+            kind, payload, message, reply_to = _parse(text, depth)
             await self._dispatch(kind, payload, message, reply_to)
         except BadMessage as bad:
             self._error(bad.code, bad.message, bad.reply_to or reply_to)
@@ -277,7 +316,7 @@ class Connection:
         reply_to: str | int | None,
     ) -> None:
         if kind == "auth":
-            self._auth(_field(payload, message, "token"), reply_to)
+            await self._auth(_field(payload, message, "token"), reply_to)
         elif kind == "ping":
             self._reply("pong", {}, reply_to)
         elif kind not in (
@@ -308,11 +347,19 @@ class Connection:
                 reply_to,
             )
 
-    def _auth(self, token: str, reply_to: str | int | None) -> None:
+    async def _auth(self, token: str, reply_to: str | int | None) -> None:
         try:
             principal = self._context.tokens.verify(token)
         except TokenError as error:
             self._reply("authFailed", {"error": error.message, "code": error.code}, reply_to)
+            return
+        try:
+            await live_account(self._context, principal)
+        except TokenError as error:
+            # The token is genuine but will never work again: say so, then close.
+            text = frame("authFailed", {"error": error.message, "code": error.code}, reply_to)
+            self._farewell = (text, CLOSE_AUTH_FAILED, error.message)
+            self.sub.send((text,))
             return
         if self.sub.user_id not in (None, principal.user_id):
             self._reply(
@@ -325,6 +372,7 @@ class Connection:
             )
             return
         self._hub.authenticate(self.sub, principal.user_id, principal.expires_at_ms)
+        self._context.ws_limits.authenticated(self.sub)
         self._authenticated.set()
         self._reply(
             "authSuccess",
@@ -339,8 +387,10 @@ class Connection:
 
     async def _subscribe_task(self, video_id: str, reply_to: str | int | None) -> None:
         """Subscribe first, then read the snapshot: events in between are held, not lost."""
-        if video_id not in self.sub.tasks and len(self.sub.tasks) >= MAX_TASK_SUBSCRIPTIONS:
-            raise BadMessage("TOO_MANY_SUBSCRIPTIONS", f"at most {MAX_TASK_SUBSCRIPTIONS} tasks")
+        refused = self._context.ws_limits.subscription_refused(self.sub, video_id)
+        if refused is not None:
+            self._refuse("TOO_MANY_SUBSCRIPTIONS", refused, reply_to)
+            return
         self._hub.subscribe_task(self.sub, video_id)
         try:
             task = await self._context.services.storage.tasks.get(video_id)
@@ -368,7 +418,12 @@ class WebSocketRoute:
             return
         if (await receive())["type"] != "websocket.connect":
             return  # gone before the handshake completed
-        await send({"type": "websocket.accept"})
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         token = query.get("token", [None])[-1]
-        await Connection(self._context, receive, send).run(token)
+        try:
+            await send({"type": "websocket.accept"})
+            await Connection(self._context, receive, send).run(token)
+        except* (h11.LocalProtocolError, wsproto.utilities.LocalProtocolError) as error:
+            # The transport refused to send: the client broke the protocol (e.g. frames
+            # before the handshake's answer) and Hypercorn already answered or dropped it.
+            log.debug("websocket transport failed: %r", error.exceptions[0])

@@ -41,7 +41,7 @@ def available() -> tuple[Migration, ...]:
     """Every migration shipped with this version, oldest first."""
     found = []
     for entry in resources.files(__package__).joinpath("migrations").iterdir():
-        match = _FILE.match(entry.name)
+        match = _FILE.fullmatch(entry.name)
         if match:
             found.append(
                 Migration(int(match.group(1)), entry.name, _split(entry.read_text("utf-8")))

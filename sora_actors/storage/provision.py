@@ -33,7 +33,7 @@ async def _admin(url: str, statement: str) -> None:
 
 async def create_database(server_url: str, name: str) -> str:
     """Create database ``name`` on the server of ``server_url``; return its URL."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"not a safe database name: {name!r}")
     async with open_bridge() as bridge:
         await bridge.run(_admin, server_url, f'CREATE DATABASE "{name}"')
@@ -41,7 +41,7 @@ async def create_database(server_url: str, name: str) -> str:
 
 
 async def drop_database(server_url: str, name: str) -> None:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"not a safe database name: {name!r}")
     async with open_bridge() as bridge:
         await bridge.run(_admin, server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

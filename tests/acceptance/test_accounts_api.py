@@ -238,7 +238,7 @@ async def test_health_is_503_when_the_database_is_unreachable(
         assert body["error"]["details"]["status"] == "degraded"
         # Routes that need the database answer 503 in the envelope too, not 500.
         login = await server.client.post(
-            "/api/auth/login", json={"username": "x", "password": "password-1"}
+            "/api/auth/login", json={"username": "xavier", "password": "password-1"}
         )
         assert_error(login, 503, "DATABASE_UNAVAILABLE")
         await provision.execute(admin, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

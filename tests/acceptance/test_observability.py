@@ -146,6 +146,41 @@ async def test_each_app_counts_only_its_own_requests(tmp_path: Path) -> None:
         assert value(await scrape(b), "sora_http_requests_total", **ok) == 1
 
 
+async def test_made_up_methods_add_no_series(server: LiveServer) -> None:
+    """Each random method used to add two series (300 requests: 302 series, 12 -> 591 KB)."""
+    assert (await server.client.get("/health")).status_code == 200
+    before = await scrape(server)
+    for i in range(30):
+        method = f"X{i:03d}{'ABCDEFGHIJ'[i % 10]}"
+        response = await server.client.request(method, "/api/video/tasks")
+        assert response.status_code in (400, 405), response.text
+    response = await server.client.request("PATCH", "/health")  # a known method keeps its name
+    assert response.status_code == 405
+    after = await scrape(server)
+    requests = {labels for name, labels in after if name == "sora_http_requests_total"}
+    methods = {dict(labels)["method"] for labels in requests}
+    assert methods <= {"GET", "POST", "PATCH", "OTHER"}, methods
+    totals = [after[("sora_http_requests_total", labels)] for labels in requests]
+    assert (
+        sum(totals) - sum(v for (n, _), v in before.items() if n == "sora_http_requests_total")
+        == 32
+    )  # 30 made up + PATCH + the scrape before
+    made_up = sum(
+        after[("sora_http_requests_total", labels)]
+        for labels in requests
+        if dict(labels)["method"] == "OTHER"
+    )
+    assert made_up == 30
+    new_series = {
+        frozenset((k, v) for k, v in labels if k != "le")  # a histogram's buckets: one series
+        for key in after.keys() - before.keys()
+        for name, labels in [key]
+        if name.startswith("sora_http")
+    }
+    # OTHER and PATCH requests (by status) and their latencies, the first scrape of /metrics.
+    assert len(new_series) <= 6, sorted(map(sorted, new_series))
+
+
 # -- X-Request-Id -----------------------------------------------------------------------
 
 
@@ -305,3 +340,30 @@ async def test_logs_of_a_whole_journey_hold_no_secret(
     else:
         assert not any(line.startswith("{") for line in lines)
         assert any(re.search(r" \[[0-9a-f]{32}\]: GET /files/", line) for line in lines)
+
+
+FORGED = "2099-01-01 00:00:00,000 INFO    sora_actors.access: GET /admin 200 FORGED LINE"
+
+
+@pytest.mark.parametrize("env", ["production", "development"])
+async def test_a_path_cannot_forge_a_log_line(
+    tmp_path: Path, sqlite_url: str, env: str, restore_logging: None
+) -> None:
+    settings = make_settings(tmp_path, sqlite_url, env=env)
+    out = io.StringIO()
+    configure_from_settings(settings, level=logging.INFO, stream=out)
+    async with live_server(settings) as server:
+        for breaker in ("%0a", "%0d%0a", "%e2%80%a8", "%1b[2K%0d"):
+            response = await server.client.get(f"/api/x{breaker}{FORGED.replace(' ', '%20')}")
+            assert response.status_code == 404
+    lines = out.getvalue().splitlines()
+    access = [line for line in lines if "FORGED LINE" in line]
+    assert len(access) == 4, lines  # one line per request, the path escaped in it
+    assert not any(line.startswith("2099") or "\x1b" in line for line in lines)
+    if env == "production":
+        paths = [json.loads(line)["path"] for line in access]
+        assert paths == [
+            f"/api/x{escaped}{FORGED}" for escaped in ("\\n", "\\r\\n", "\\u2028", "\\x1b[2K\\r")
+        ]
+    else:
+        assert all(re.match(r"\d{4}-\d\d-\d\d .* GET /api/x\\", line) for line in access)

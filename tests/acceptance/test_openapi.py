@@ -90,7 +90,7 @@ async def test_every_api_route_is_documented_with_its_envelopes(server: LiveServ
         protected = path.startswith("/api/") and (method, path) not in PUBLIC
         if protected:
             assert operation["security"] == [{"bearerAuth": []}], where
-            assert {"AUTH_REQUIRED", "INVALID_TOKEN", "TOKEN_EXPIRED"} <= set(
+            assert {"AUTH_REQUIRED", "INVALID_TOKEN", "TOKEN_EXPIRED", "ACCOUNT_DISABLED"} <= set(
                 responses["401"]["x-error-codes"]
             ), where
         else:
@@ -124,6 +124,29 @@ async def test_every_api_route_is_documented_with_its_envelopes(server: LiveServ
     assert {"prompt", "model", "size", "seconds", "duration"} <= set(form["properties"])
     assert "UNSUPPORTED_IMAGE_TYPE" in create["responses"]["415"]["x-error-codes"]
     assert "IDEMPOTENCY_KEY_REUSED" in create["responses"]["422"]["x-error-codes"]
+    # Strict JSON, said where clients read it: the codes, the rules, the integer fields.
+    for operation in (create, document["paths"]["/api/auth/login"]["post"]):
+        assert {"JSON_TOO_DEEP", "DUPLICATE_KEY"} <= set(
+            operation["responses"]["400"]["x-error-codes"]
+        )
+    description = document["info"]["description"]
+    for rule in ("DUPLICATE_KEY", "JSON_TOO_DEEP", "SORA_MAX_JSON_DEPTH", "NFKC", "10.0"):
+        assert rule in description, rule
+    assert "integer" in json_body["properties"]["duration"]["description"]
+    register = document["paths"]["/api/auth/register"]["post"]["requestBody"]["content"]
+    username = schemas[register["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert "ASCII" in username["properties"]["username"]["description"]
+    # Limits: the API's rate limits on /api/video, the throttles and the hashing gate.
+    paths = document["paths"]
+    for path, method in [("/api/video/tasks", "post"), ("/api/video/tasks/{video_id}", "get")]:
+        limited = paths[path][method]["responses"]["429"]
+        assert limited["x-error-codes"] == ["RATE_LIMITED"], path
+        assert "Retry-After" in limited["headers"]
+    register, login = paths["/api/auth/register"]["post"], paths["/api/auth/login"]["post"]
+    assert register["responses"]["429"]["x-error-codes"] == ["TOO_MANY_REGISTRATIONS"]
+    assert "SERVER_BUSY" in register["responses"]["503"]["x-error-codes"]
+    assert "SERVER_BUSY" in login["responses"]["503"]["x-error-codes"]
+    assert "429" not in paths["/api/auth/me"]["get"]["responses"]
     # Task representations are camelCase and closed (a new field must be documented).
     task = schemas["TaskOut"]
     assert task["additionalProperties"] is False
@@ -157,7 +180,7 @@ async def test_the_docs_page_renders_the_document_without_any_other_origin(
 
 
 CHECKS_NOT_APPLICABLE = (
-    # Lenient by design: "8" for a duration, extra fields ignored (old frontends).
+    # Lenient by design: extra fields ignored (old frontends).
     "negative_data_rejection",
     # Schema-valid is not always acceptable: an unknown cursor, a PNG that is not one.
     "positive_data_acceptance",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import socket as stdlib_socket
@@ -468,3 +469,102 @@ async def test_shutdown_closes_clients_with_1001_without_waiting_out_the_grace(
                         await connection.get_message()
                 assert closed.value.reason.code == 1001
                 assert closed.value.reason.reason == "the server is shutting down"
+
+
+async def read_until_closed(session: Session) -> tuple[list[Message], int | None]:
+    """Every message until the server closes; and the close code."""
+    seen: list[Message] = []
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            seen.append(await session.recv())
+    return seen, closed.value.reason.code
+
+
+async def test_message_flood_gets_an_error_then_a_close(tmp_path: Path, sqlite_url: str) -> None:
+    """6,500 messages in 13 s used to be processed, every one."""
+    settings = ws_settings(tmp_path, sqlite_url, ws_messages_per_second=5, ws_message_burst=20)
+    async with live_server(settings) as server:
+        token = await token_of(server, "flooder")
+        async with open_websocket_url(ws_url(server.base_url)) as connection:
+            session = Session(connection)
+            await session.recv_type("connected")
+            assert (await session.auth(token))["type"] == "authSuccess"  # message 1 of 20
+
+            async def flood() -> None:
+                with contextlib.suppress(ConnectionClosed):
+                    for _ in range(200):
+                        await session.send("ping")
+
+            # Read while sending: a flood still unread by the server when it closes the
+            # socket makes its kernel reset the connection, and a reset discards what the
+            # client had not read yet (the error and the close frame).
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                seen, code = await read_until_closed(session)
+        pongs = [m for m in seen if m["type"] == "pong"]
+        errors = [m for m in seen if m["type"] == "error"]
+        assert code == 4429
+        assert [e["payload"]["code"] for e in errors] == ["RATE_LIMITED"]
+        assert seen[-1] == errors[0]  # the last word before the close
+        assert len(pongs) < 50  # the burst (19 after auth) and what refilled meanwhile
+
+        # Others are unaffected, and the flooder may come back.
+        async with open_websocket_url(ws_url(server.base_url)) as connection:
+            session = Session(connection)
+            await session.recv_type("connected")
+            assert (await session.auth(token))["type"] == "authSuccess"
+
+
+async def test_subscriptions_are_capped_per_connection_and_per_user(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    settings = ws_settings(
+        tmp_path,
+        sqlite_url,
+        ws_max_subscriptions_per_connection=2,
+        ws_max_subscriptions_per_user=3,
+        **FAST,
+    )
+    async with live_server(settings) as server:
+        token = await token_of(server, "hoarder")
+        videos = [(await create_task(server, token))["videoId"] for _ in range(4)]
+
+        async def session_of(connection: Any) -> Session:
+            session = Session(connection)
+            await session.recv_type("connected")
+            assert (await session.auth(token))["type"] == "authSuccess"
+            return session
+
+        async with open_websocket_url(ws_url(server.base_url)) as connection:
+            one = await session_of(connection)
+            await one.subscribe(videos[0])
+            await one.subscribe(videos[1])
+            await one.subscribe(videos[1])  # the same task again holds no second place
+            third = await one.send("subscribe_task", {"videoId": videos[2]})
+            seen, code = await read_until_closed(one)
+        refusal = [m for m in seen if m["type"] == "error"]
+        assert code == 4429
+        assert [(m["id"], m["payload"]["code"]) for m in refusal] == [
+            (third, "TOO_MANY_SUBSCRIPTIONS")
+        ]
+        assert "per connection" in refusal[0]["payload"]["message"]
+
+        async with (
+            open_websocket_url(ws_url(server.base_url)) as first,
+            open_websocket_url(ws_url(server.base_url)) as second,
+        ):
+            two, three = await session_of(first), await session_of(second)
+            await two.subscribe(videos[0])
+            await two.subscribe(videos[1])
+            await three.subscribe(videos[2])  # the user's third
+            fourth = await three.send("subscribe_task", {"videoId": videos[3]})
+            seen, code = await read_until_closed(three)
+            refusal = [m for m in seen if m["type"] == "error"]
+            assert code == 4429
+            assert [(m["id"], m["payload"]["code"]) for m in refusal] == [
+                (fourth, "TOO_MANY_SUBSCRIPTIONS")
+            ]
+            assert "per user" in refusal[0]["payload"]["message"]
+            # The other connection keeps its subscriptions and is still served.
+            ping = await two.send("ping")
+            assert (await two.recv_until(lambda m: m.get("id") == ping))[-1]["type"] == "pong"

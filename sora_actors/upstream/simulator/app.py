@@ -141,7 +141,7 @@ class SimulatorApp:
             eng.refused[e.reason] += 1
             eng.log("", "auth", "", "refused:auth")
             raise
-        m_job, m_sub = _JOB.match(path), _JOB_SUB.match(path)
+        m_job, m_sub = _JOB.fullmatch(path), _JOB_SUB.fullmatch(path)
         if path == "/videos" and req.method == "POST":
             op, job_id = "create", ""
         elif path == "/videos" and req.method == "GET":
@@ -333,7 +333,7 @@ class SimulatorApp:
                 eng.faults = self.config.faults
                 eng.limits = self.config.limits
             return _json(200, {"reset": True})
-        m = _ADMIN_JOB.match(path)
+        m = _ADMIN_JOB.fullmatch(path)
         if m and req.method == "POST":
             body = self._body_json(req)
             job = eng.force(m.group(1), m.group(2), body.get("code"))  # type: ignore[arg-type]
@@ -343,7 +343,7 @@ class SimulatorApp:
         return _json(404, {"error": f"unknown admin path {path}"})
 
     def files(self, req: Request) -> Response:
-        m = _FILES.match(req.path)
+        m = _FILES.fullmatch(req.path)
         if not m or req.method != "GET":
             return _json(404, {"error": "not found"})
         job = self.engine.jobs.get(m.group(1))
