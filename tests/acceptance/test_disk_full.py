@@ -189,6 +189,20 @@ async def test_a_full_content_store_waits_for_space_then_completes(tmp_path: Pat
             assert _partials(disk) == []
             assert server.services.runtime.supervisor.crashes == 0
 
+            # A lost copy fetched again on request, with no room for it: 507, then it works.
+            lost = ids[0]
+            for stored in (disk / lost).iterdir():
+                stored.unlink()
+            fill(disk)
+            refresh = f"/api/video/tasks/{lost}/refresh-url"
+            assert_error(await server.client.post(refresh, headers=alice), 507, "STORAGE_FULL")
+            assert _partials(disk) == []
+            free(disk)
+            again = await server.client.post(refresh, headers=alice)
+            assert again.status_code == 200, again.text
+            video = await server.client.get(again.json()["data"]["videoUrl"])
+            assert _sha(video.content) == media_sha256("video")
+
 
 def _sha(data: bytes) -> str:
     import hashlib
