@@ -307,6 +307,7 @@ class GuardedConnection(TCPServer):
         # finishing) gets a moment, then stops, so a closed connection frees its memory.
         with trio.CancelScope(shield=True):
             await self._close()
+            await self.idle_task.stop()
         nursery = self._task_group._nursery
         assert nursery is not None
         nursery.cancel_scope.deadline = trio.current_time() + LINGER_SECONDS
