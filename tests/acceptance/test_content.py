@@ -354,11 +354,11 @@ async def test_a_failure_after_the_temp_file_never_serves_it(
     forged = signer.sign(vid, "video", base="")  # even a valid link finds no file
     assert_error(await server.client.get(forged.url), 404, "CONTENT_NOT_FOUND")
 
-    crashes = server.services.runtime.supervisor.crashes
+    crashes = server.services.runtime.supervisor.statistics().crashes
     faulty.release.set()  # the commit fails: the actor crashes and is restarted
     done = await until(server, frank, vid, "COMPLETED", "FAILED")
     assert done["status"] == "COMPLETED"
-    assert server.services.runtime.supervisor.crashes == crashes + 1
+    assert server.services.runtime.supervisor.statistics().crashes == crashes + 1
     played = await server.client.get(done["videoUrl"])
     assert sha(played.content) == media_sha256("video")
     assert list((content_dir(server) / vid).glob("*.part")) == []

@@ -272,7 +272,7 @@ async def test_client_limiter_caps_jobs_and_request_rate(start_sim: SimFactory) 
             async with trio.open_nursery() as n:
                 for i in range(6):
                     n.start_soon(actor, i)
-        assert p.limiter.peak_jobs == 2 and p.limiter.active_jobs == 0
+        assert p.limiter.statistics().peak_jobs == 2 and p.limiter.active_jobs == 0
     stats = await sim.admin.stats()
     assert stats["creates_by_key"] == {"k1": 6}
     assert stats["peak_active_by_key"]["k1"] <= 2

@@ -146,7 +146,7 @@ async def test_job_slots_cap_concurrency(autojump_clock: trio.testing.MockClock)
                 n.start_soon(actor, i)
         # each job runs 110 s and is seen terminal on the poll at 120 s after its submit
         assert sorted(submitted_at) == [0, 0, 120, 120, 240]
-        assert p.limiter.peak_jobs == 2 and p.limiter.active_jobs == 0
+        assert p.limiter.statistics().peak_jobs == 2 and p.limiter.active_jobs == 0
         assert p.engine.peak_active_by_key["memory"] == 2
         assert p.creates == 5
 
