@@ -26,7 +26,7 @@ from sora_actors.lifecycle import new_task
 from sora_actors.storage import Activity, open_storage
 from sora_actors.supervisor import Supervisor
 from sora_actors.task import ActorConfig
-from sora_actors.upstream import MemoryProvider, SimulatorConfig
+from sora_actors.upstream.fake import MemoryProvider, SimulatorConfig
 
 
 async def main(

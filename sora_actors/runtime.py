@@ -24,8 +24,8 @@ from .settings import Settings
 from .storage import Storage
 from .supervisor import LeaseConfig, RestartIntensity, Supervisor
 from .task import ActorConfig
-from .upstream import Limiter, OpenAICompatProvider, SimulatorConfig, UpstreamConfig
-from .upstream.simulator import serve_simulator
+from .upstream import Limiter, OpenAICompatProvider, UpstreamConfig
+from .upstream.fake import SimulatorConfig, serve_simulator
 
 log = logging.getLogger("sora_actors")
 

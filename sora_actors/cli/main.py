@@ -13,7 +13,7 @@ from .. import __version__
 from ..logs import configure_from_settings
 from ..settings import Settings, SettingsError, load
 from ..storage import StorageError, open_storage
-from ..upstream.simulator import add_simulator_arguments
+from ..upstream.fake.simulator import add_simulator_arguments
 from .client import add_client_commands
 
 
@@ -43,7 +43,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulator(args: argparse.Namespace, settings: Settings) -> int:
-    from ..upstream.simulator.__main__ import run_from_args
+    from ..upstream.fake.simulator.__main__ import run_from_args
 
     run_from_args(args)
     return 0

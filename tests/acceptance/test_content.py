@@ -24,9 +24,8 @@ from sora_actors.content import ContentStore, ContentWriter, LocalContentStore, 
 from sora_actors.http.signing import SIGNER_KEY, UrlSigner
 from sora_actors.runtime import SIMULATOR_KEY
 from sora_actors.settings import Settings
-from sora_actors.upstream import SimulatorConfig
-from sora_actors.upstream.media import media_bytes, media_sha256
-from sora_actors.upstream.simulator import serve_simulator
+from sora_actors.upstream.fake import SimulatorConfig, serve_simulator
+from sora_actors.upstream.fake.media import media_bytes, media_sha256
 from tests.conftest import make_settings
 from tests.harness import LiveServer, assert_error, live_server
 

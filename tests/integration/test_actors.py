@@ -21,15 +21,8 @@ from sora_actors.lifecycle import Phase, new_task
 from sora_actors.storage import Activity, Storage, Task, open_storage
 from sora_actors.supervisor import RestartIntensity, Supervisor
 from sora_actors.task import ActorConfig
-from sora_actors.upstream import (
-    DurationDistribution,
-    ErrorKind,
-    MemoryProvider,
-    SimulatorConfig,
-    SubmitRequest,
-    UpstreamError,
-    UpstreamJob,
-)
+from sora_actors.upstream import ErrorKind, SubmitRequest, UpstreamError, UpstreamJob
+from sora_actors.upstream.fake import DurationDistribution, MemoryProvider, SimulatorConfig
 
 # Deterministic jobs: 10 s in the queue, then 100 s of (uneven) progress.
 FIXED = DurationDistribution(

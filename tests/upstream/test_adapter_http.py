@@ -12,9 +12,7 @@ import trio
 
 from sora_actors.upstream import (
     ErrorKind,
-    FaultRates,
     ImageInput,
-    KeyLimits,
     OpenAICompatProvider,
     RetryPolicy,
     SubmitRequest,
@@ -22,8 +20,9 @@ from sora_actors.upstream import (
     UpstreamJob,
     UpstreamStatus,
 )
-from sora_actors.upstream.engine import MARK_FAIL, MARK_REJECT
-from sora_actors.upstream.media import is_webp, media_sha256, mp4_top_level_boxes
+from sora_actors.upstream.fake import FaultRates, KeyLimits
+from sora_actors.upstream.fake.engine import MARK_FAIL, MARK_REJECT
+from sora_actors.upstream.fake.media import is_webp, media_sha256, mp4_top_level_boxes
 
 from .conftest import Sim, SimFactory
 

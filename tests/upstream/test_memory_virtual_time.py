@@ -13,21 +13,23 @@ import trio
 import trio.testing
 
 from sora_actors.upstream import (
-    DurationDistribution,
     ErrorKind,
-    FaultRates,
-    KeyLimits,
     Limiter,
-    MemoryProvider,
     Provider,
     RetryPolicy,
-    SimulatorConfig,
     SubmitRequest,
     UpstreamError,
     UpstreamStatus,
 )
-from sora_actors.upstream.engine import Engine
-from sora_actors.upstream.media import media_bytes
+from sora_actors.upstream.fake import (
+    DurationDistribution,
+    FaultRates,
+    KeyLimits,
+    MemoryProvider,
+    SimulatorConfig,
+)
+from sora_actors.upstream.fake.engine import Engine
+from sora_actors.upstream.fake.media import media_bytes
 
 pytestmark = pytest.mark.trio
 

@@ -15,10 +15,9 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from .config import RetryPolicy
-from .engine import Engine, EngineError, JobState, SimulatorConfig
-from .limiter import LimitedProvider, Limiter
-from .mapping import (
+from ..config import RetryPolicy
+from ..limiter import LimitedProvider, Limiter
+from ..mapping import (
     DEFAULT_MODEL_MAP,
     OPENAI_SECONDS,
     classify_error,
@@ -26,8 +25,9 @@ from .mapping import (
     map_seconds,
     normalize_status,
 )
+from ..provider import ContentVariant, ErrorKind, JobPage, SubmitRequest, UpstreamError, UpstreamJob
+from .engine import Engine, EngineError, JobState, SimulatorConfig
 from .media import media_bytes
-from .provider import ContentVariant, ErrorKind, JobPage, SubmitRequest, UpstreamError, UpstreamJob
 
 T = TypeVar("T")
 Method = Literal["submit", "get", "fetch_content", "remix", "delete", "list_jobs"]
