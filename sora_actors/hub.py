@@ -306,9 +306,6 @@ class Hub:
         """Users some connection here follows wholesale (``subscribe_tasks``)."""
         return list(self._by_user)
 
-    def get(self, connection_id: str) -> Subscriber | None:
-        return self._subscribers.get(connection_id)
-
     def connect(self, connection_id: str) -> Subscriber:
         subscriber = Subscriber(self, connection_id, self.queue_size)
         self._subscribers[connection_id] = subscriber

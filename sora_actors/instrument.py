@@ -76,9 +76,6 @@ class CountingProvider:
     async def remix(self, job_id: str, prompt: str) -> UpstreamJob:
         return await self._counted("remix", self.inner.remix(job_id, prompt))
 
-    async def delete(self, job_id: str) -> None:
-        await self._counted("delete", self.inner.delete(job_id))
-
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
         return await self._counted("list_jobs", self.inner.list_jobs(after, limit))
 

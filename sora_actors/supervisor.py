@@ -121,9 +121,6 @@ class Supervisor:
     def statistics(self) -> SupervisorStatistics:
         return SupervisorStatistics(running=len(self._mailboxes), crashes=self._crashes)
 
-    def is_running(self, video_id: str) -> bool:
-        return video_id in self._mailboxes
-
     async def run(
         self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> NoReturn:

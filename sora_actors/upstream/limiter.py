@@ -69,11 +69,6 @@ class Limiter:
         )
 
     # -- Retry-After gate ---------------------------------------------------
-    @property
-    def not_before(self) -> float:
-        """Trio time before which no request may be sent."""
-        return self._not_before
-
     def defer(self, seconds: float) -> None:
         """Honour a 429: nothing goes out on this key for `seconds` from now."""
         self._not_before = max(self._not_before, trio.current_time() + max(0.0, seconds))
@@ -99,9 +94,6 @@ class Limiter:
     def active_jobs(self) -> int:
         """Jobs believed non-terminal upstream, plus creates in flight."""
         return len(self._jobs) + self._reserved
-
-    def holds(self, job_id: str) -> bool:
-        return job_id in self._jobs
 
     @asynccontextmanager
     async def job_slot(self) -> AsyncIterator[JobSlot]:

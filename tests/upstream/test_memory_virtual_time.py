@@ -242,10 +242,6 @@ async def test_force_fail_complete_expire(autojump_clock: trio.testing.MockClock
                 async for _ in chunks:
                     pass
         assert e.value.kind is ErrorKind.NOT_FOUND and e.value.code == "video_expired"
-        await p.delete(b.id)
-        with pytest.raises(UpstreamError) as e:
-            await p.delete(b.id)
-        assert e.value.kind is ErrorKind.NOT_FOUND
 
 
 async def test_ten_thousand_jobs_small_and_fast(autojump_clock: trio.testing.MockClock) -> None:

@@ -30,10 +30,8 @@ from .engine import Engine, EngineError, JobState, SimulatorConfig
 from .media import media_bytes
 
 T = TypeVar("T")
-Method = Literal["submit", "get", "fetch_content", "remix", "delete", "list_jobs"]
-_METHODS: frozenset[str] = frozenset(
-    {"submit", "get", "fetch_content", "remix", "delete", "list_jobs"}
-)
+Method = Literal["submit", "get", "fetch_content", "remix", "list_jobs"]
+_METHODS: frozenset[str] = frozenset({"submit", "get", "fetch_content", "remix", "list_jobs"})
 NO_RETRY = RetryPolicy(max_attempts=1, create_attempts=1)
 
 
@@ -242,12 +240,6 @@ class MemoryProvider(LimitedProvider):
             raise
         self.limiter.job_seen(job.id, job.status.terminal)
         return job
-
-    async def delete(self, job_id: str) -> None:
-        await self._call(
-            "delete", "delete", job_id, lambda: self.engine.delete(self.api_key, job_id)
-        )
-        self.limiter.release(job_id)
 
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
         eng = self.engine
