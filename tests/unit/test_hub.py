@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import trio
 
 from sora_actors.hub import (
@@ -15,29 +13,8 @@ from sora_actors.hub import (
     SubscriberStatistics,
     TaskEvent,
 )
-from sora_actors.storage import Task
 
-
-def make_task(video_id: str, user_id: str, seq: int = 1, status: str = "PROCESSING") -> Task:
-    values: dict[str, object] = {field.name: None for field in dataclasses.fields(Task)}
-    values.update(
-        video_id=video_id,
-        user_id=user_id,
-        status=status,
-        phase="POLLING",
-        progress=0,
-        prompt="p",
-        model="sora-2",
-        size="720x1280",
-        duration=4,
-        media_type="VIDEO",
-        poll_count=0,
-        seq=seq,
-        restarts=0,
-        created_at=0,
-        updated_at=0,
-    )
-    return Task(**values)  # type: ignore[arg-type]
+from .factory import make_task
 
 
 class CountingEncoder:
