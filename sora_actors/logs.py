@@ -5,7 +5,12 @@ under, from a context variable set by the http layer, so that one request's line
 found among thousands. A redaction filter on the handler is the safety net for secrets:
 login tokens (JWTs), bearer headers, passwords in key/value text, the ``sig``/``token``
 query parameters of links, and the configured secrets themselves (upstream API key, JWT
-and link-signing secrets) never reach the output, whoever logged them.
+and link-signing secrets) never reach the output, whoever logged them; so do passwords in
+URLs (``postgresql://user:secret@host/db``).
+
+Logged text is often the client's (a request path, a username): control characters in it
+are escaped, so a ``%0a`` in a URL cannot forge a line of the development log. The only
+line breaks left are those of tracebacks, indented under their record.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
+import traceback
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -71,7 +77,17 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # OpenAI-style API keys.
     (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), REDACTED),
+    # The password of a URL (scheme://user:password@host); up to the last "@" of the authority.
+    (
+        re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s/]*@"),
+        r"\1" + REDACTED + "@",
+    ),
 )
+
+# C0 and C1 control characters (newlines, ESC of terminal sequences, NUL...) and the Unicode
+# line and paragraph separators: what could end a log line early or repaint a terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 _secrets: set[str] = set()
 
@@ -99,6 +115,20 @@ def redact(text: str) -> str:
     return text
 
 
+def escape_controls(text: str) -> str:
+    """``text`` on one line: control characters as ``\\n``, ``\\x1b``, ``\\u2028``..."""
+    return _CONTROL.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 class ContextFilter(logging.Filter):
     """Stamps each record with the current request id (``-`` outside requests)."""
 
@@ -106,6 +136,13 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id() or "-"
         return True
+
+
+def _rewrite_extras(record: logging.LogRecord, rewrite: Callable[[str], str]) -> None:
+    """Applies ``rewrite`` to every string the record was given with ``extra=``."""
+    for key, value in list(record.__dict__.items()):
+        if key not in _STANDARD and isinstance(value, str):
+            setattr(record, key, rewrite(value))
 
 
 class RedactingFilter(logging.Filter):
@@ -124,9 +161,42 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
-        for key, value in list(record.__dict__.items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, redact(value))
+        _rewrite_extras(record, redact)
+        return True
+
+
+class EscapingFilter(logging.Filter):
+    """Escapes control characters in the message and every ``extra=`` string; runs after
+    redaction, which renders the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = escape_controls(record.getMessage())
+        record.args = None
+        _rewrite_extras(record, escape_controls)
+        return True
+
+
+# Loggers of libraries that log a full traceback for a failure they then recover from on
+# their own: asyncpg's pool, while PostgreSQL restarts ("Failed to restore the pool
+# connection floor; retrying"), once a second. The exception's one-line summary says enough.
+RECOVERING_LOGGERS = ("asyncpg.pool",)
+
+
+class OneLineFilter(logging.Filter):
+    """Folds the traceback of those loggers' warnings into one line: ``message: Error: text``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.exc_info
+            and record.exc_info[1] is not None
+            and record.levelno <= logging.WARNING
+            and record.name.startswith(RECOVERING_LOGGERS)
+        ):
+            summary = "".join(traceback.format_exception_only(record.exc_info[1])).strip()
+            record.msg = f"{record.getMessage()}: {summary}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
         return True
 
 
@@ -169,14 +239,18 @@ class DevFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         request_id = getattr(record, "request_id", "-")
         record.rid = f" [{request_id}]" if request_id != "-" else ""
-        return super().format(record)
+        # Every line but the record's first (a traceback's) is indented: only records start
+        # at the margin.
+        return super().format(record).replace("\n", "\n    ")
 
 
 def make_handler(*, production: bool, stream: IO[str] | None = None) -> logging.Handler:
     """A stream handler with the context and redaction filters and the mode's format."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.addFilter(ContextFilter())
+    handler.addFilter(OneLineFilter())
     handler.addFilter(RedactingFilter())
+    handler.addFilter(EscapingFilter())
     handler.setFormatter(JsonFormatter() if production else DevFormatter())
     return handler
 

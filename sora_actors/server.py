@@ -11,6 +11,7 @@ Shutdown sequence (on SIGINT/SIGTERM or when the trigger returns):
 from __future__ import annotations
 
 import logging
+import math
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,11 +19,11 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
 from .garbage import collecting
 from .http.app import create_app
+from .http.listener import ConnectionLimits, Connections, Listening, serve
 from .http.ws import encode_event
 from .hub import Hub
 from .runtime import open_runtime
@@ -42,6 +43,7 @@ class Running:
     url: str
     services: Services
     app: QuartTrio
+    connections: Connections
 
 
 async def wait_for_signal() -> None:
@@ -58,11 +60,22 @@ def hypercorn_config(settings: Settings, host: str, port: int) -> HypercornConfi
     config.graceful_timeout = settings.shutdown_grace_seconds
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.keep_alive_timeout = 75
+    config.keep_alive_timeout = settings.keep_alive_seconds
     # WebSocket: pings keep TCP probing dead peers; oversized messages are closed with 1009.
     config.websocket_ping_interval = settings.ws_ping_seconds or None
     config.websocket_max_message_size = settings.ws_max_message_bytes
     return config
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_connections=settings.max_connections or ConnectionLimits.default_max_connections(),
+        header_timeout=settings.header_timeout_seconds,
+        keep_alive=settings.keep_alive_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        # A live client answers each ping: two missed ones (and some slack) mean it is not.
+        websocket_idle=2 * settings.ws_ping_seconds + 5 if settings.ws_ping_seconds else math.inf,
+    )
 
 
 async def _then_close_websockets(trigger: Trigger, hub: Hub) -> None:
@@ -89,7 +102,7 @@ async def run_server(
         )
     url = settings.resolved_database_url
     async with (
-        collecting(settings.gc_freeze_seconds, settings.gc_major_growth),
+        collecting(settings.gc_freeze_seconds, settings.gc_major_growth) as collector,
         open_storage(url) as storage,
         open_runtime(settings, storage, encode=encode_event) as runtime,
     ):
@@ -98,17 +111,21 @@ async def run_server(
         app = create_app(services)
         config = hypercorn_config(settings, host, port)
         async with trio.open_nursery() as nursery:
-            binds: list[str] = await nursery.start(
+            listening: Listening = await nursery.start(
                 partial(
-                    hypercorn_serve,
+                    serve,
                     app,
                     config,
+                    connection_limits(settings),
                     shutdown_trigger=partial(
                         _then_close_websockets, shutdown_trigger or wait_for_signal, runtime.hub
                     ),
                 )
             )
+            binds = listening.binds
+            if collector is not None:
+                collector.follow(listening.connections.counts)
             log.info("sora-actors %s listening on %s", services.version, ", ".join(binds))
-            task_status.started(Running(binds[0], services, app))
+            task_status.started(Running(binds[0], services, app, listening.connections))
         # Hypercorn has drained; leaving the blocks stops the actors, then storage.
     log.info("stopped")

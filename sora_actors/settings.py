@@ -1,5 +1,9 @@
 """Settings: defaults from ``config/default.toml``, overridden by ``SORA_*`` variables.
 
+The package carries those defaults as ``sora_actors/defaults.toml``, a link to
+``config/default.toml`` (one file, two names): the wheel ships it as package data, so an
+installed service finds its defaults wherever it is started from.
+
 Why one flat namespace: a key in the TOML file, the environment variable that overrides it
 and the attribute the code reads are the same word (``port`` / ``SORA_PORT`` /
 ``settings.port``), so operators never have to translate between three spellings.
@@ -12,13 +16,17 @@ import secrets
 import socket
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .logs import redact
+
 ENV_PREFIX = "SORA_"
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+DEFAULTS_FILE = resources.files(__package__).joinpath("defaults.toml")
 MIN_SECRET_LENGTH = 32
 
 
@@ -46,6 +54,10 @@ class Settings(BaseModel):
     login_max_failures: int = Field(default=5, gt=0)
     login_window_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    max_connections: int = Field(default=0, ge=0)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keep_alive_seconds: float = Field(default=75.0, gt=0)
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
     upstream_url: str = ""
     upstream_api_key: str = ""
     upstream_auth_style: Literal["bearer", "bare"] = "bearer"
@@ -137,7 +149,7 @@ class Settings(BaseModel):
         return False
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Traversable) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -173,9 +185,10 @@ def load(
     except ValidationError as error:
         first = error.errors()[0]
         key = str(first["loc"][0]) if first["loc"] else "?"
-        got = values.get(key, "")
+        # redact(): the value may be a URL with a password in it.
+        got = redact(repr(values.get(key, "")))
         raise SettingsError(
-            f"invalid setting {ENV_PREFIX}{key.upper()}={got!r}: {first['msg']}"
+            f"invalid setting {ENV_PREFIX}{key.upper()}={got}: {first['msg']}"
         ) from None
     return _finish_secret(settings)
 

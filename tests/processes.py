@@ -61,10 +61,15 @@ def serve(
     return subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
 
 
-async def wait_healthy(url: str, timeout: float = 30) -> None:
+async def wait_healthy(
+    url: str, timeout: float = 30, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until ``/health`` answers 200; fails at once if ``process`` (the server) exits."""
     async with httpx2.AsyncClient(base_url=url, timeout=5) as client:
         with trio.fail_after(timeout):
             while True:
+                if process is not None and process.poll() is not None:
+                    raise AssertionError(f"the server exited with status {process.returncode}")
                 try:
                     if (await client.get("/health")).status_code == 200:
                         return

@@ -28,7 +28,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
+import h11
 import trio
+import wsproto.utilities
 from quart import Blueprint, current_app
 from quart_trio import QuartTrio
 
@@ -382,7 +384,12 @@ class WebSocketRoute:
             return
         if (await receive())["type"] != "websocket.connect":
             return  # gone before the handshake completed
-        await send({"type": "websocket.accept"})
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         token = query.get("token", [None])[-1]
-        await Connection(self._context, receive, send).run(token)
+        try:
+            await send({"type": "websocket.accept"})
+            await Connection(self._context, receive, send).run(token)
+        except* (h11.LocalProtocolError, wsproto.utilities.LocalProtocolError) as error:
+            # The transport refused to send: the client broke the protocol (e.g. frames
+            # before the handshake's answer) and Hypercorn already answered or dropped it.
+            log.debug("websocket transport failed: %r", error.exceptions[0])

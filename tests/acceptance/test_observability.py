@@ -312,3 +312,30 @@ async def test_logs_of_a_whole_journey_hold_no_secret(
     else:
         assert not any(line.startswith("{") for line in lines)
         assert any(re.search(r" \[[0-9a-f]{32}\]: GET /files/", line) for line in lines)
+
+
+FORGED = "2099-01-01 00:00:00,000 INFO    sora_actors.access: GET /admin 200 FORGED LINE"
+
+
+@pytest.mark.parametrize("env", ["production", "development"])
+async def test_a_path_cannot_forge_a_log_line(
+    tmp_path: Path, sqlite_url: str, env: str, restore_logging: None
+) -> None:
+    settings = make_settings(tmp_path, sqlite_url, env=env)
+    out = io.StringIO()
+    configure_from_settings(settings, level=logging.INFO, stream=out)
+    async with live_server(settings) as server:
+        for breaker in ("%0a", "%0d%0a", "%e2%80%a8", "%1b[2K%0d"):
+            response = await server.client.get(f"/api/x{breaker}{FORGED.replace(' ', '%20')}")
+            assert response.status_code == 404
+    lines = out.getvalue().splitlines()
+    access = [line for line in lines if "FORGED LINE" in line]
+    assert len(access) == 4, lines  # one line per request, the path escaped in it
+    assert not any(line.startswith("2099") or "\x1b" in line for line in lines)
+    if env == "production":
+        paths = [json.loads(line)["path"] for line in access]
+        assert paths == [
+            f"/api/x{escaped}{FORGED}" for escaped in ("\\n", "\\r\\n", "\\u2028", "\\x1b[2K\\r")
+        ]
+    else:
+        assert all(re.match(r"\d{4}-\d\d-\d\d .* GET /api/x\\", line) for line in access)

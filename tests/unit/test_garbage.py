@@ -88,6 +88,21 @@ async def test_major_threshold_follows_the_heap_after_the_last_major(
     assert collector.statistics().majors == 2
 
 
+async def test_closed_connections_trigger_a_full_walk_below_the_heap_threshold() -> None:
+    fake = FakeGc()
+    counts = iter([(10, 400), (10, 999), (10, 1000), (10, 1500), (3000, 3999), (3000, 4000)])
+    collector = FreezingCollector(1.0, major_floor=10**9, collector=fake, heap=lambda: 100)
+    collector.follow(lambda: next(counts))
+    majors = []
+    for _ in range(6):
+        collector.step()
+        majors.append(collector.statistics().majors)
+    # 1000 closed since the start (and >= the 10 open): major. Then 500 more: not yet.
+    # 3999 - 1000 = 2999 < 3000 open: minor; 3000 >= 3000 open: major.
+    assert majors == [0, 0, 1, 1, 1, 2]
+    assert [name for _, name in fake.calls].count("unfreeze") == 2
+
+
 class Node:
     def __init__(self) -> None:
         self.other: Node | None = None

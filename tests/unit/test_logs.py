@@ -78,3 +78,68 @@ def test_development_lines_are_readable_with_the_request_id() -> None:
         CURRENT_REQUEST.reset(token)
     line = out.getvalue().strip()
     assert line.endswith("WARNING sora_actors.x [abc]: hello you")
+
+
+def _raise(error: Exception) -> None:
+    raise error
+
+
+def test_url_passwords_are_redacted() -> None:
+    cases = {
+        "postgres://u:Secret@h/db": "postgres://u:[REDACTED]@h/db",
+        "url 'postgresql+asyncpg://app:p@ss@db:5432/x' bad": (
+            "url 'postgresql+asyncpg://app:[REDACTED]@db:5432/x' bad"
+        ),
+        "redis://:hunter22@cache:6379/0": "redis://:[REDACTED]@cache:6379/0",
+    }
+    for text, expected in cases.items():
+        assert redact(text) == expected, text
+    plain = "see https://example.com:8443/a@b and postgresql://app@db/x"
+    assert redact(plain) == plain
+
+
+def test_control_characters_are_escaped_and_tracebacks_indented() -> None:
+    out = io.StringIO()
+    logger = logging.getLogger("sora_actors.test_escape")
+    logger.propagate = False
+    handler = make_handler(production=False, stream=out)
+    logger.addHandler(handler)
+    try:
+        logger.warning("GET %s", "/x\n2099-01-01 FORGED\r\x1b[2K\x00\u2028\tend")
+        try:
+            _raise(ValueError("bad\n2099-01-01 FORGED TOO"))
+        except ValueError:
+            logger.exception("failed for %s", "a\nb")
+    finally:
+        logger.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(
+        r"WARNING sora_actors.test_escape: GET /x\n2099-01-01 FORGED\r\x1b[2K\x00\u2028\tend"
+    )
+    assert lines[1].endswith(r"ERROR   sora_actors.test_escape: failed for a\nb")
+    assert lines[2] == "    Traceback (most recent call last):"
+    assert lines[-2:] == ["    ValueError: bad", "    2099-01-01 FORGED TOO"]
+    assert all(line.startswith("    ") for line in lines[2:])
+
+
+def test_asyncpg_pool_retries_are_one_warning_line() -> None:
+    import asyncpg.pool
+
+    out = io.StringIO()
+    logger = asyncpg.pool.logger  # the logger asyncpg's pool reports reconnect failures on
+    handler = make_handler(production=False, stream=out)
+    logger.addHandler(handler)
+    try:
+        try:
+            _raise(ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)"))
+        except ConnectionRefusedError:
+            # asyncpg/pool.py, Pool._maintain_min_size, word for word.
+            logger.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    first, *rest = out.getvalue().splitlines()
+    assert first.endswith(
+        "WARNING asyncpg.pool: Failed to restore the pool connection floor; retrying: "
+        "ConnectionRefusedError: [Errno 111] Connect call failed ('127.0.0.1', 5432)"
+    )
+    assert rest == [], rest

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from sora_actors.settings import SettingsError, load
+from sora_actors.settings import DEFAULTS_FILE, SettingsError, load
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -58,3 +60,18 @@ def test_a_settings_file_layers_under_the_environment(tmp_path: object) -> None:
     path.write_text("no_such_key = 1\n")
     with pytest.raises(SettingsError, match="no_such_key"):
         load(environ={"SORA_CONFIG_FILE": str(path)})
+
+
+def test_a_wrong_database_url_is_named_without_its_password() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load(environ={"SORA_DATABASE_URL": "postgres://u:Secret@h/db"})
+    assert str(raised.value) == (
+        "invalid setting SORA_DATABASE_URL='postgres://u:[REDACTED]@h/db': Value error, "
+        "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+    )
+
+
+def test_the_package_carries_the_documented_defaults() -> None:
+    """``sora_actors/defaults.toml`` (what an installed wheel reads) is config/default.toml."""
+    documented = Path(__file__).resolve().parents[2] / "config" / "default.toml"
+    assert DEFAULTS_FILE.read_bytes() == documented.read_bytes()
