@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck unit install clean
+.PHONY: serve test lint typecheck install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

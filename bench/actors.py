@@ -26,7 +26,7 @@ from sora_actors.lifecycle import new_task
 from sora_actors.storage import Activity, open_storage
 from sora_actors.supervisor import Supervisor
 from sora_actors.task import ActorConfig
-from sora_actors.upstream import MemoryProvider, SimulatorConfig
+from sora_actors.upstream.fake import MemoryProvider, SimulatorConfig
 
 
 async def main(
@@ -58,15 +58,15 @@ async def main(
             await trio.sleep(settle)  # let the submissions settle
             rss_after = rss_kib()
             polls_before = provider.calls["get"]
-            writes_before = supervisor.ledger.writes
+            writes_before = supervisor.ledger.statistics().writes
             started = time.perf_counter()
             nursery.start_soon(sample_lag, lag, stop)
             await trio.sleep(seconds)
             elapsed = time.perf_counter() - started
             polls = provider.calls["get"] - polls_before
-            writes = supervisor.ledger.writes - writes_before
+            writes = supervisor.ledger.statistics().writes - writes_before
             stop.set()
-            running = supervisor.running
+            running = supervisor.statistics().running
             nursery.cancel_scope.cancel()
     print(f"actors started          {actors}")
     print(f"actors still running    {running}")

@@ -28,7 +28,7 @@ from sora_actors.lifecycle import new_task  # noqa: E402
 from sora_actors.storage import Activity, open_storage  # noqa: E402
 from sora_actors.supervisor import Supervisor  # noqa: E402
 from sora_actors.task import ActorConfig  # noqa: E402
-from sora_actors.upstream import MemoryProvider, SimulatorConfig  # noqa: E402
+from sora_actors.upstream.fake import MemoryProvider, SimulatorConfig  # noqa: E402
 
 
 async def prepare(url: str, count: int) -> None:

@@ -324,13 +324,14 @@ async def server_main(args: argparse.Namespace) -> None:
         await process.stdin.send_all(b"STOP\n")
         result = json.loads(await lines.__anext__())
         await process.wait()
-        coalesced = sum(s.coalesced for s in hub.subscribers())
+        hub_stats = hub.statistics()
         n = ready["ready"]
         print(f"connections: {n}; events published: {published} in {wall:.1f} s")
         print(
             f"push latency (publish -> client receipt): p50 {result['p50']:.2f} ms, "
             f"p99 {result['p99']:.2f} ms, max {result['max']:.2f} ms "
-            f"({result['received']} received; coalesced {coalesced}; closed slow {hub.killed})"
+            f"({result['received']} received; coalesced {hub_stats.coalesced}; "
+            f"closed slow {hub_stats.dropped})"
         )
         print(
             f"server RSS: {rss_before / 1024:.0f} MiB before connections, "

@@ -34,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import trio
 
@@ -57,10 +57,10 @@ class GcModule(Protocol):
     def unfreeze(self) -> None: ...
 
 
-@dataclass
-class CollectorStats:
-    steps: int = 0
-    majors: int = 0
+@dataclass(frozen=True, slots=True)
+class CollectorStatistics:
+    steps: int  # scheduled collections since the start
+    majors: int  # of which walked every object (the heap had grown enough)
 
 
 class FreezingCollector:
@@ -85,7 +85,11 @@ class FreezingCollector:
         self._after_major = 0
         self._connections: ConnectionCounts | None = None
         self._closed_at_major = 0
-        self.stats = CollectorStats()
+        self._steps = 0
+        self._majors = 0
+
+    def statistics(self) -> CollectorStatistics:
+        return CollectorStatistics(steps=self._steps, majors=self._majors)
 
     def follow(self, connections: ConnectionCounts) -> None:
         """Also walk everything once many connections have closed (see the module doc)."""
@@ -95,7 +99,7 @@ class FreezingCollector:
         """One scheduled collection: a walk of the unfrozen objects, or of everything once
         the heap has grown by ``major_growth`` since the last full walk; the survivors are
         frozen either way."""
-        self.stats.steps += 1
+        self._steps += 1
         before = self._heap()
         closed, churned = 0, False
         if self._connections is not None:
@@ -111,7 +115,7 @@ class FreezingCollector:
         self._gc.collect()
         self._gc.freeze()
         self._after_major = self._heap()
-        self.stats.majors += 1
+        self._majors += 1
         log.info(
             "full garbage collection: %d allocated blocks before, %d after, %.0f ms",
             before,
@@ -119,7 +123,7 @@ class FreezingCollector:
             (time.perf_counter() - started) * 1000,
         )
 
-    async def run(self) -> None:
+    async def run(self) -> NoReturn:
         """Step every ``interval`` until cancelled; then hand everything back to CPython."""
         try:
             while True:

@@ -8,15 +8,21 @@ subscribers are indexed by task and by user, so a publish costs O(its subscriber
 Each subscriber has a bounded send queue. A consumer that falls behind has its intermediate
 progress coalesced (the latest per task is kept); terminal events and replies are never
 dropped. A subscriber whose queue overflows even so, or that completes no send for
-``stuck_seconds``, is killed (close code 4429) and forgets everything it held.
+``stuck_seconds``, is dropped and forgets everything it held. The hub says why (a
+`DropReason`); the connection layer decides what that means on its wire (a close code).
+
+Counters are read as one snapshot (`Hub.statistics`, `Subscriber.statistics`), the way
+trio's ``statistics()`` methods work, never as attributes one by one.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import trio
 
@@ -29,9 +35,34 @@ Listener = Callable[["TaskEvent"], None]
 Frames = tuple[str, ...]
 Encode = Callable[["TaskEvent"], Frames]
 
-CLOSE_TOO_SLOW = 4429
-CLOSE_TOKEN_EXPIRED = 4401
-CLOSE_GOING_AWAY = 1001
+
+class DropReason(enum.Enum):
+    """Why the hub stopped delivering to a subscriber."""
+
+    TOO_SLOW = "too slow"  # the send queue overflowed, or nothing could be sent for too long
+    TOKEN_EXPIRED = "token expired"
+    SHUTTING_DOWN = "shutting down"  # `Hub.close_all`
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberStatistics:
+    """One subscriber's queue: items waiting now, the most ever waiting, progress replaced."""
+
+    queued: int
+    high_water: int
+    coalesced: int
+
+
+@dataclass(frozen=True, slots=True)
+class HubStatistics:
+    """The hub at one moment; counters count since the hub was made."""
+
+    connections: int
+    watched_tasks: int  # tasks some connection follows one by one
+    watched_users: int  # users some connection follows wholesale
+    published: int  # events serialised (once each) for at least one subscriber
+    coalesced: int  # progress events replaced by a later one in some send queue
+    dropped: int  # subscribers dropped as too slow or for an expired token
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +90,14 @@ class Subscriber:
     ``size`` is the soft bound: from there on, progress for a task that already waits in
     the queue replaces it instead of queueing behind it. Items that cannot be coalesced
     (replies, terminal events, the first progress of another task) still queue, up to
-    ``2 * size``; past that the subscriber is killed rather than allowed to grow.
+    ``2 * size``; past that the subscriber is dropped rather than allowed to grow.
     """
 
     __slots__ = (
+        "_coalesced",
         "_floor",
         "_held",
+        "_high_water",
         "_hub",
         "_pending",
         "_queue",
@@ -72,13 +105,10 @@ class Subscriber:
         "_size",
         "_stalled_since",
         "all_tasks",
-        "close_code",
-        "close_reason",
-        "closed",
-        "coalesced",
         "connection_id",
+        "drop_message",
+        "dropped",
         "expires_at_ms",
-        "high_water",
         "tasks",
         "user_id",
     )
@@ -99,16 +129,23 @@ class Subscriber:
         self.expires_at_ms: int | None = None
         self.tasks: set[str] = set()
         self.all_tasks = False
-        self.closed = False
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.coalesced = 0
-        self.high_water = 0
+        self.dropped: DropReason | None = None
+        self.drop_message = ""
+        self._coalesced = 0
+        self._high_water = 0
+
+    @property
+    def closed(self) -> bool:
+        """Dropped by the hub: nothing more is delivered."""
+        return self.dropped is not None
 
     @property
     def queued(self) -> int:
         """Items waiting to be sent (the bounded quantity)."""
         return len(self._queue)
+
+    def statistics(self) -> SubscriberStatistics:
+        return SubscriberStatistics(len(self._queue), self._high_water, self._coalesced)
 
     # -- producers --------------------------------------------------------------------
 
@@ -116,7 +153,8 @@ class Subscriber:
         """Queue frames for the client (replies; ``key`` for replaceable ones, e.g. heartbeat)."""
         self._push(_Item(frames, key))
 
-    def _offer(self, video_id: str, seq: int, terminal: bool, frames: Frames) -> None:
+    def offer(self, video_id: str, seq: int, terminal: bool, frames: Frames) -> None:
+        """Queue a task event (the hub calls this), unless the client's snapshot covers it."""
         item = _Item(frames, None if terminal else video_id, seq)
         held = self._held.get(video_id)
         if held is not None:
@@ -134,7 +172,7 @@ class Subscriber:
             superseded = self._pending.pop(video_id, None)
             if superseded is not None:
                 self._queue.remove(superseded)
-                self.coalesced += 1
+                self._coalesced += 1
         self._push(item)
 
     def _push(self, item: _Item) -> None:
@@ -145,34 +183,41 @@ class Subscriber:
             waiting = self._pending.get(item.key)
             if waiting is not None:
                 waiting.frames, waiting.seq = item.frames, item.seq
-                self.coalesced += 1
+                self._coalesced += 1
                 return
         queue.append(item)
         if item.key is not None:
             self._pending[item.key] = item
-        if len(queue) > self.high_water:
-            self.high_water = len(queue)
+        if len(queue) > self._high_water:
+            self._high_water = len(queue)
         if len(queue) > 2 * self._size:
-            self.kill(CLOSE_TOO_SLOW, "too slow: the send queue overflowed")
+            self.drop(DropReason.TOO_SLOW, "too slow: the send queue overflowed")
             return
         if self._stalled_since is None:
             self._stalled_since = trio.current_time()
         self._ready.set()
 
-    def _hold(self, video_id: str) -> None:
+    def hold(self, video_id: str) -> None:
+        """Keep the task's events aside until `release` (its snapshot is being read)."""
         self._held[video_id] = []
         self._floor.pop(video_id, None)
 
-    def _release(self, video_id: str, seq: int) -> None:
+    def release(self, video_id: str, seq: int) -> None:
+        """The client has the snapshot at ``seq``: queue what was held and came after it."""
         held = self._held.pop(video_id, [])
         self._floor[video_id] = seq
         for item in held:
-            self._offer(video_id, item.seq, item.key is None, item.frames)
+            self.offer(video_id, item.seq, item.key is None, item.frames)
+
+    def forget(self, video_id: str) -> None:
+        """Drop what is held or remembered for the task (it was unsubscribed)."""
+        self._held.pop(video_id, None)
+        self._floor.pop(video_id, None)
 
     # -- the consumer (the connection's sender) -----------------------------------------
 
     async def next(self) -> Frames | None:
-        """The next frames to send; None once the subscriber is killed."""
+        """The next frames to send; None once the subscriber is dropped."""
         while not self._queue:
             if self.closed:
                 return None
@@ -193,13 +238,12 @@ class Subscriber:
     def stalled_for(self, now: float) -> float:
         return 0.0 if self._stalled_since is None else now - self._stalled_since
 
-    def kill(self, code: int, reason: str) -> None:
-        """Stop delivering, drop what is queued, and ask the connection to close."""
-        if self.closed:
+    def drop(self, reason: DropReason, message: str) -> None:
+        """Stop delivering, drop what is queued, and leave the hub (`next` returns None)."""
+        if self.dropped is not None:
             return
-        log.info("closing connection %s: %s (%d)", self.connection_id, reason, code)
-        self.closed = True
-        self.close_code, self.close_reason = code, reason
+        log.info("dropping connection %s: %s", self.connection_id, message)
+        self.dropped, self.drop_message = reason, message
         self._queue.clear()
         self._pending.clear()
         self._held.clear()
@@ -213,6 +257,8 @@ class Hub:
     def __init__(
         self, encode: Encode | None = None, *, queue_size: int = 256, stuck_seconds: float = 30.0
     ) -> None:
+        """``encode`` turns an event into wire frames (the http layer's format; without one,
+        events reach listeners only). ``queue_size`` and ``stuck_seconds``: see `Subscriber`."""
         self._encode = encode
         self._listeners: list[Listener] = []
         self._subscribers: dict[str, Subscriber] = {}
@@ -220,16 +266,10 @@ class Hub:
         self._by_user: dict[str, set[Subscriber]] = {}
         self.queue_size = queue_size
         self.stuck_seconds = stuck_seconds
-        self.published = 0  # events serialised (once each), for tests and metrics
-        self.killed = 0
+        self._published = 0
+        self._dropped = 0
         self._coalesced_gone = 0  # coalesced by subscribers that have left
-        self._closing: tuple[int, str] | None = None
-
-    def configure(self, encode: Encode, *, queue_size: int, stuck_seconds: float) -> None:
-        """Set the wire encoder and limits (the http layer does this when the app is made)."""
-        self._encode = encode
-        self.queue_size = queue_size
-        self.stuck_seconds = stuck_seconds
+        self._closing: str | None = None
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for every event; returns a function that removes it."""
@@ -242,10 +282,18 @@ class Hub:
     def connections(self) -> int:
         return len(self._subscribers)
 
-    @property
-    def coalesced(self) -> int:
-        """Progress events replaced by a later one in some send queue, since the start."""
-        return self._coalesced_gone + sum(s.coalesced for s in self._subscribers.values())
+    def statistics(self) -> HubStatistics:
+        coalesced = self._coalesced_gone
+        for subscriber in self._subscribers.values():
+            coalesced += subscriber.statistics().coalesced
+        return HubStatistics(
+            connections=len(self._subscribers),
+            watched_tasks=len(self._by_task),
+            watched_users=len(self._by_user),
+            published=self._published,
+            coalesced=coalesced,
+            dropped=self._dropped,
+        )
 
     def subscribers(self) -> Sequence[Subscriber]:
         return tuple(self._subscribers.values())
@@ -258,33 +306,30 @@ class Hub:
         """Users some connection here follows wholesale (``subscribe_tasks``)."""
         return list(self._by_user)
 
-    def get(self, connection_id: str) -> Subscriber | None:
-        return self._subscribers.get(connection_id)
-
     def connect(self, connection_id: str) -> Subscriber:
         subscriber = Subscriber(self, connection_id, self.queue_size)
         self._subscribers[connection_id] = subscriber
         if self._closing is not None:
-            subscriber.kill(*self._closing)
+            subscriber.drop(DropReason.SHUTTING_DOWN, self._closing)
         return subscriber
 
-    def close_all(self, code: int, reason: str) -> None:
-        """Close every connection, and any that arrives from now on (the server is stopping).
+    def close_all(self, message: str) -> None:
+        """Drop every subscriber, and any that arrives from now on (the server is stopping).
 
         Why: a WebSocket never finishes on its own, so without this the server's graceful
         drain would wait its whole grace period, and clients would get no reason.
         """
-        self._closing = (code, reason)
+        self._closing = message
         for subscriber in tuple(self._subscribers.values()):
-            subscriber.kill(code, reason)
+            subscriber.drop(DropReason.SHUTTING_DOWN, message)
 
     def disconnect(self, subscriber: Subscriber) -> None:
         """Forget the subscriber and every subscription it holds (idempotent)."""
         if self._subscribers.pop(subscriber.connection_id, None) is None:
             return
-        self._coalesced_gone += subscriber.coalesced
-        if subscriber.closed:
-            self.killed += 1
+        self._coalesced_gone += subscriber.statistics().coalesced
+        if subscriber.dropped in (DropReason.TOO_SLOW, DropReason.TOKEN_EXPIRED):
+            self._dropped += 1
         for video_id in tuple(subscriber.tasks):
             self._discard(self._by_task, video_id, subscriber)
         subscriber.tasks.clear()
@@ -309,17 +354,16 @@ class Hub:
         if subscriber.closed:
             return
         subscriber.tasks.add(video_id)
-        subscriber._hold(video_id)
+        subscriber.hold(video_id)
         self._by_task.setdefault(video_id, set()).add(subscriber)
 
     def release(self, subscriber: Subscriber, video_id: str, snapshot_seq: int) -> None:
         """The client has the snapshot at ``snapshot_seq``: deliver what came after it."""
-        subscriber._release(video_id, snapshot_seq)
+        subscriber.release(video_id, snapshot_seq)
 
     def unsubscribe_task(self, subscriber: Subscriber, video_id: str) -> None:
         subscriber.tasks.discard(video_id)
-        subscriber._held.pop(video_id, None)
-        subscriber._floor.pop(video_id, None)
+        subscriber.forget(video_id)
         self._discard(self._by_task, video_id, subscriber)
 
     def subscribe_user(self, subscriber: Subscriber) -> None:
@@ -353,22 +397,22 @@ class Hub:
         except Exception:
             log.exception("could not encode the event of task %s", task.video_id)
             return
-        self.published += 1
+        self._published += 1
         targets = by_task | by_user if by_task and by_user else by_task or by_user or set()
         for subscriber in tuple(targets):  # a copy: an overflowing subscriber leaves the sets
-            subscriber._offer(task.video_id, task.seq, task.terminal, frames)
+            subscriber.offer(task.video_id, task.seq, task.terminal, frames)
 
     def sweep(self) -> None:
-        """Kill subscribers stuck past ``stuck_seconds`` or whose token has expired."""
+        """Drop subscribers stuck past ``stuck_seconds`` or whose token has expired."""
         now, wall = trio.current_time(), wall_ms()
         for subscriber in tuple(self._subscribers.values()):
             if subscriber.stalled_for(now) > self.stuck_seconds:
-                subscriber.kill(CLOSE_TOO_SLOW, "too slow: nothing could be sent for too long")
+                subscriber.drop(DropReason.TOO_SLOW, "too slow: nothing could be sent for too long")
             elif subscriber.expires_at_ms is not None and wall >= subscriber.expires_at_ms:
-                subscriber.kill(CLOSE_TOKEN_EXPIRED, "the token has expired; log in again")
+                subscriber.drop(DropReason.TOKEN_EXPIRED, "the token has expired; log in again")
 
-    async def run(self) -> None:
-        """Sweep periodically until cancelled."""
+    async def run(self) -> NoReturn:
+        """Sweep periodically until cancelled (the runtime starts this)."""
         while True:
             await trio.sleep(min(1.0, self.stuck_seconds / 4))
             self.sweep()

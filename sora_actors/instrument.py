@@ -1,17 +1,18 @@
 """Counting what the actors ask of the upstream, for ``/metrics``.
 
 The runtime wraps its provider in `CountingProvider`; the counters are plain integers
-(this room knows nothing of Prometheus) that the http layer reads at scrape time. Only
-actors poll (``get``), so ``calls["get"]`` is the number of upstream polls.
+(this room knows nothing of Prometheus) that the http layer reads at scrape time, as one
+snapshot (`CountingProvider.statistics`). Only actors poll (``get``), so ``calls["get"]``
+is the number of upstream polls.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
-from types import TracebackType
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
 from typing import Self, TypeVar
 
 from .upstream import ContentVariant, JobPage, Provider, SubmitRequest, UpstreamError, UpstreamJob
@@ -19,32 +20,39 @@ from .upstream import ContentVariant, JobPage, Provider, SubmitRequest, Upstream
 T = TypeVar("T")
 
 
-@dataclass
-class UpstreamStats:
-    """Calls by operation and failures by `ErrorKind` value, since the process started."""
+@dataclass(frozen=True, slots=True)
+class UpstreamStatistics:
+    """Calls by operation and failures by `ErrorKind` value, since the process started
+    (operations and kinds never seen are absent)."""
 
-    calls: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
+    calls: Mapping[str, int]
+    errors: Mapping[str, int]
 
     @property
     def polls(self) -> int:
-        return self.calls["get"]
+        return self.calls.get("get", 0)
 
 
 class CountingProvider:
     """A `Provider` that counts calls and upstream errors, then defers to the real one."""
 
-    def __init__(self, inner: Provider, stats: UpstreamStats | None = None) -> None:
+    def __init__(self, inner: Provider) -> None:
         self.inner = inner
-        self.stats = stats or UpstreamStats()
+        self._calls: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+
+    def statistics(self) -> UpstreamStatistics:
+        return UpstreamStatistics(
+            MappingProxyType(dict(self._calls)), MappingProxyType(dict(self._errors))
+        )
 
     async def _counted(self, operation: str, call: Awaitable[T]) -> T:
         """Count the call, and its failure if it raises an `UpstreamError`."""
-        self.stats.calls[operation] += 1
+        self._calls[operation] += 1
         try:
             return await call
         except UpstreamError as error:
-            self.stats.errors[error.kind.value] += 1
+            self._errors[error.kind.value] += 1
             raise
 
     async def submit(self, request: SubmitRequest) -> UpstreamJob:
@@ -56,20 +64,17 @@ class CountingProvider:
     async def fetch_content(
         self, job_id: str, variant: ContentVariant = "video"
     ) -> AsyncGenerator[bytes, None]:
-        self.stats.calls["fetch_content"] += 1
+        self._calls["fetch_content"] += 1
         async with aclosing(self.inner.fetch_content(job_id, variant)) as chunks:
             try:
                 async for chunk in chunks:
                     yield chunk
             except UpstreamError as error:
-                self.stats.errors[error.kind.value] += 1
+                self._errors[error.kind.value] += 1
                 raise
 
     async def remix(self, job_id: str, prompt: str) -> UpstreamJob:
         return await self._counted("remix", self.inner.remix(job_id, prompt))
-
-    async def delete(self, job_id: str) -> None:
-        await self._counted("delete", self.inner.delete(job_id))
 
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
         return await self._counted("list_jobs", self.inner.list_jobs(after, limit))

@@ -12,6 +12,8 @@ disturbed. What is noted but not yet written when the process dies is lost: coun
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import NoReturn
 
 import trio
 
@@ -21,6 +23,12 @@ from .storage.tasks import record_polls
 log = logging.getLogger("sora_actors.ledger")
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerStatistics:
+    pending: int  # tasks with polls noted and not yet written
+    writes: int  # units of work issued since the start (each may carry many tasks)
+
+
 class PollLedger:
     RETRY_S = 5.0
 
@@ -28,14 +36,17 @@ class PollLedger:
         self._storage = storage
         self._pending: dict[str, tuple[int, int]] = {}
         self._wakeup = trio.Event()
-        self.writes = 0  # units of work issued, for benchmarks and tests
+        self._writes = 0
+
+    def statistics(self) -> LedgerStatistics:
+        return LedgerStatistics(pending=len(self._pending), writes=self._writes)
 
     def note(self, video_id: str, at_ms: int) -> None:
         count, _ = self._pending.get(video_id, (0, 0))
         self._pending[video_id] = (count + 1, at_ms)
         self._wakeup.set()
 
-    async def run(self) -> None:
+    async def run(self) -> NoReturn:
         """Write noted polls until cancelled; on cancellation, write what is left."""
         try:
             while True:
@@ -53,7 +64,7 @@ class PollLedger:
         if not self._pending:
             return True
         batch, self._pending = self._pending, {}
-        self.writes += 1
+        self._writes += 1
         try:
             await record_polls(self._storage.database, batch)
         except Exception:

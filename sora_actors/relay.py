@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import NoReturn
 
 import trio
 
@@ -26,6 +28,13 @@ from .storage.tasks import tasks_by_ids, tasks_changed_since
 from .supervisor import Supervisor
 
 log = logging.getLogger("sora_actors.relay")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStatistics:
+    relayed: int  # events published here for changes made on other instances
+    pending: int  # notified tasks waiting to be re-read
+    remembered: int  # tasks whose latest published seq is remembered (bounded)
 
 
 class Relay:
@@ -43,8 +52,13 @@ class Relay:
         self._wakeup = trio.Event()
         self._catchup_now = trio.Event()
         self._last_catchup = wall_ms()
-        self.relayed = 0  # events published here for changes made elsewhere
+        self._relayed = 0
         hub.add_listener(self._note)
+
+    def statistics(self) -> RelayStatistics:
+        return RelayStatistics(
+            relayed=self._relayed, pending=len(self._dirty), remembered=len(self._seen)
+        )
 
     def _note(self, event: TaskEvent) -> None:
         task = event.task
@@ -66,16 +80,17 @@ class Relay:
     def _on_connected(self) -> None:
         self._catchup_now.set()
 
-    async def run(self) -> None:
+    async def run(self) -> NoReturn:
+        """Relay until cancelled (on SQLite, one instance: nothing to relay, only wait)."""
         notifications = Notifications(self._storage.database)
         if not notifications.supported:
-            return  # SQLite: one instance, nothing to relay
+            await trio.sleep_forever()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(notifications.listen, self._on_payload, self._on_connected)
-            nursery.start_soon(self._deliver_loop)
             nursery.start_soon(self._catchup_loop)
+            await self._deliver_loop()
 
-    async def _deliver_loop(self) -> None:
+    async def _deliver_loop(self) -> NoReturn:
         while True:
             await self._wakeup.wait()
             self._wakeup = trio.Event()
@@ -85,7 +100,7 @@ class Relay:
             except Exception:  # a database outage: the catch-up repairs it later
                 log.exception("relaying %d notifications failed", len(batch))
 
-    async def _catchup_loop(self) -> None:
+    async def _catchup_loop(self) -> NoReturn:
         while True:
             with trio.move_on_after(self._catchup_s):
                 await self._catchup_now.wait()
@@ -105,7 +120,7 @@ class Relay:
         for task in sorted(tasks, key=lambda t: t.seq):
             if task.seq <= self._seen.get(task.video_id, 0):
                 continue
-            self.relayed += 1
+            self._relayed += 1
             self._hub.publish(TaskEvent(task, None))
             if task.terminal:
                 self._supervisor.ended_elsewhere(task.video_id)

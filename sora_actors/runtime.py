@@ -1,4 +1,8 @@
-"""The actor runtime of one process: upstream provider, event hub and supervisor."""
+"""The actor runtime of one process: upstream provider, event hub and supervisor.
+
+Every long-running loop of the runtime (the supervisor, the hub's sweeper, the relay, the
+content sweep) starts here, in one nursery, and never returns until it is cancelled.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,16 @@ import trio
 
 from .backoff import Backoff
 from .content import ContentKeeper, LocalContentStore
-from .hub import Hub
-from .instrument import CountingProvider, UpstreamStats
+from .hub import Encode, Hub
+from .instrument import CountingProvider
 from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
 from .relay import Relay
 from .settings import Settings
 from .storage import Storage
 from .supervisor import LeaseConfig, RestartIntensity, Supervisor
 from .task import ActorConfig
-from .upstream import OpenAICompatProvider, Provider, SimulatorConfig, UpstreamConfig
-from .upstream.simulator import serve_simulator
+from .upstream import Limiter, OpenAICompatProvider, UpstreamConfig
+from .upstream.fake import SimulatorConfig, serve_simulator
 
 log = logging.getLogger("sora_actors")
 
@@ -31,13 +35,16 @@ SIMULATOR_KEY = "sk-in-process-simulator"
 
 @dataclass
 class Runtime:
-    provider: Provider
+    """The parts of the runtime others use; each running part has one ``statistics()``."""
+
+    provider: CountingProvider
     hub: Hub
     supervisor: Supervisor
+    relay: Relay
+    limiter: Limiter
     upstream_url: str
     resumed: int
     content: ContentKeeper
-    upstream_stats: UpstreamStats = dataclasses.field(default_factory=UpstreamStats)
 
 
 def actor_config(settings: Settings) -> ActorConfig:
@@ -67,8 +74,12 @@ def upstream_config(settings: Settings, base_url: str, api_key: str) -> Upstream
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings, storage: Storage, *, encode: Encode
+) -> AsyncIterator[Runtime]:
     """Start the upstream (a simulator if none is configured), hub and supervisor.
+
+    ``encode`` turns task events into what WebSocket clients receive (the http layer's).
 
     Leaving the block cancels every actor; they stop at their next checkpoint, and a unit
     of work already under way completes first (storage shields it).
@@ -89,7 +100,11 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
             )
         async with OpenAICompatProvider(upstream_config(settings, base_url, api_key)) as adapter:
             provider = CountingProvider(adapter)  # calls and errors, for /metrics
-            hub = Hub()
+            hub = Hub(
+                encode,
+                queue_size=settings.ws_send_queue_size,
+                stuck_seconds=settings.ws_stuck_seconds,
+            )
             content = ContentKeeper(
                 LocalContentStore(settings.resolved_content_dir),
                 storage=storage,
@@ -119,8 +134,19 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
             # The actors' own nursery closes first, while the upstream client is still open.
             async with trio.open_nursery() as actors:
                 resumed: int = await actors.start(supervisor.run)
-                actors.start_soon(Relay(storage, hub, supervisor).run, name="event relay")
+                relay = Relay(storage, hub, supervisor)
+                actors.start_soon(relay.run, name="event relay")
+                actors.start_soon(hub.run, name="hub sweeper")
                 actors.start_soon(content.sweep_forever, name="content retention sweep")
-                yield Runtime(provider, hub, supervisor, base_url, resumed, content, provider.stats)
+                yield Runtime(
+                    provider=provider,
+                    hub=hub,
+                    supervisor=supervisor,
+                    relay=relay,
+                    limiter=adapter.limiter,
+                    upstream_url=base_url,
+                    resumed=resumed,
+                    content=content,
+                )
                 actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

@@ -24,7 +24,8 @@ from quart_trio import QuartTrio
 from .garbage import collecting
 from .http.app import create_app
 from .http.listener import ConnectionLimits, Connections, Listening, serve
-from .hub import CLOSE_GOING_AWAY, Hub
+from .http.ws import encode_event
+from .hub import Hub
 from .runtime import open_runtime
 from .services import Services
 from .settings import Settings
@@ -80,7 +81,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
 async def _then_close_websockets(trigger: Trigger, hub: Hub) -> None:
     """Wait for the trigger, then close WebSocket clients with 1001 (going away)."""
     await trigger()
-    hub.close_all(CLOSE_GOING_AWAY, "the server is shutting down")
+    hub.close_all("the server is shutting down")
 
 
 async def run_server(
@@ -103,7 +104,7 @@ async def run_server(
     async with (
         collecting(settings.gc_freeze_seconds, settings.gc_major_growth) as collector,
         open_storage(url) as storage,
-        open_runtime(settings, storage) as runtime,
+        open_runtime(settings, storage, encode=encode_event) as runtime,
     ):
         log.info("database ready: %s", storage.dialect)
         services = Services(settings=settings, storage=storage, runtime=runtime)

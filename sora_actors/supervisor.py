@@ -18,6 +18,7 @@ import logging
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import NoReturn
 
 import trio
 
@@ -66,6 +67,12 @@ class LeaseConfig:
         return min(2.0, self.lease_s / 4)
 
 
+@dataclass(frozen=True, slots=True)
+class SupervisorStatistics:
+    running: int  # actors running in this process now
+    crashes: int  # actor crashes since the start (each restarted or given up)
+
+
 class Supervisor:
     """Owns the nursery every actor runs in, and each actor's mailbox and lease."""
 
@@ -96,7 +103,7 @@ class Supervisor:
         self._leased_until: dict[str, float] = {}
         self._lease = lease
         self._nursery: trio.Nursery | None = None
-        self.crashes = 0  # total, for metrics and tests
+        self._crashes = 0
         self.ledger = PollLedger(storage)
 
     @property
@@ -113,14 +120,12 @@ class Supervisor:
             return True  # the only process there can be: nobody else could adopt the task
         return trio.current_time() < self._leased_until.get(video_id, -math.inf)
 
-    @property
-    def running(self) -> int:
-        return len(self._mailboxes)
+    def statistics(self) -> SupervisorStatistics:
+        return SupervisorStatistics(running=len(self._mailboxes), crashes=self._crashes)
 
-    def is_running(self, video_id: str) -> bool:
-        return video_id in self._mailboxes
-
-    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
         """Resume every unfinished task this instance may own, report how many, then
         supervise (claiming, renewing) until cancelled; on the way out give leases back."""
         try:
@@ -179,7 +184,7 @@ class Supervisor:
             self.start(task)
         return len(tasks)
 
-    async def _claim_loop(self) -> None:
+    async def _claim_loop(self) -> NoReturn:
         assert self._lease is not None
         interval = self._lease.claim_interval_s
         backoff = Backoff(interval, max(interval, self.OUTAGE_BACKOFF.max_s))
@@ -195,7 +200,7 @@ class Supervisor:
             else:
                 failures = 0
 
-    async def _heartbeat_loop(self) -> None:
+    async def _heartbeat_loop(self) -> NoReturn:
         lease = self._lease
         assert lease is not None
         while True:
@@ -216,7 +221,7 @@ class Supervisor:
                     log.warning("lost the lease of task %s: stopping its actor", video_id)
                     self._stop(video_id)
 
-    async def _watchdog_loop(self) -> None:
+    async def _watchdog_loop(self) -> NoReturn:
         """Stop actors whose lease may have run out (say the database stopped answering
         renewals, or this process was paused): another instance may adopt them."""
         while True:
@@ -329,7 +334,7 @@ class Supervisor:
                 await trio.sleep(delay)
                 continue
             except Exception:
-                self.crashes += 1
+                self._crashes += 1
                 log.exception("actor for task %s crashed", video_id)
             now = trio.current_time()
             crashes.append(now)

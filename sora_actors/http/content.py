@@ -248,7 +248,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     if first == "":  # suffix: the last N bytes
         length = int(last)
-        if length == 0:
+        if length == 0 or size == 0:  # an empty file has no last bytes to send
             raise _unsatisfiable(size)
         return max(0, size - length), size - 1
     start = int(first)

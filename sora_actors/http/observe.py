@@ -96,14 +96,19 @@ class HttpMetrics:
 
 
 class RuntimeCollector(Collector):
-    """Figures of the actor runtime, read at scrape time."""
+    """Figures of the actor runtime, read at scrape time from each part's snapshot."""
 
     def __init__(self, services: Services) -> None:
         self._services = services
 
     def collect(self) -> Iterator[Metric]:
         runtime = self._services.runtime
-        supervisor, hub, stats = runtime.supervisor, runtime.hub, runtime.upstream_stats
+        supervisor = runtime.supervisor.statistics()
+        ledger = runtime.supervisor.ledger.statistics()
+        hub = runtime.hub.statistics()
+        relay = runtime.relay.statistics()
+        limiter = runtime.limiter.statistics()
+        upstream = runtime.provider.statistics()
         yield GaugeMetricFamily(
             "sora_actors_running", "Task actors running in this process", supervisor.running
         )
@@ -111,20 +116,35 @@ class RuntimeCollector(Collector):
             "sora_actor_crashes", "Actor crashes (each restarted or given up)", supervisor.crashes
         )
         yield CounterMetricFamily(
-            "sora_upstream_polls", "Polls of the upstream for a job's state", stats.polls
+            "sora_poll_ledger_writes",
+            "Units of work that recorded poll counts (each carries many polls)",
+            ledger.writes,
+        )
+        yield CounterMetricFamily(
+            "sora_upstream_polls", "Polls of the upstream for a job's state", upstream.polls
         )
         calls = CounterMetricFamily(
             "sora_upstream_calls", "Calls to the upstream API by operation", labels=["operation"]
         )
-        for operation, count in sorted(stats.calls.items()):
+        for operation, count in sorted(upstream.calls.items()):
             calls.add_metric([operation], count)
         yield calls
         errors = CounterMetricFamily(
             "sora_upstream_errors", "Failed upstream calls by kind of failure", labels=["kind"]
         )
         for kind in ErrorKind:
-            errors.add_metric([kind.value], stats.errors[kind.value])
+            errors.add_metric([kind.value], upstream.errors.get(kind.value, 0))
         yield errors
+        yield GaugeMetricFamily(
+            "sora_upstream_jobs_active",
+            "Upstream jobs believed unfinished, plus creates in flight (the job-slot count)",
+            limiter.active_jobs,
+        )
+        yield GaugeMetricFamily(
+            "sora_upstream_creates_waiting",
+            "Creates waiting for a free upstream job slot",
+            limiter.waiting_for_slot,
+        )
         yield GaugeMetricFamily(
             "sora_ws_connections", "Open WebSocket connections", hub.connections
         )
@@ -141,7 +161,12 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily(
             "sora_ws_connections_killed",
             "Connections closed for being too slow or for an expired token",
-            hub.killed,
+            hub.dropped,
+        )
+        yield CounterMetricFamily(
+            "sora_events_relayed",
+            "Task events published here for changes made on other instances",
+            relay.relayed,
         )
         storage, keeper = self._services.storage, runtime.content
         yield GaugeMetricFamily(

@@ -15,8 +15,10 @@ Close codes: 4408 no ``auth`` within ``ws_auth_timeout_seconds``; 4401 the token
 while connected, or (right after its ``authFailed``) the token's account was deleted or
 disabled; 4429 too slow (queue overflow, or nothing could be sent for
 ``ws_stuck_seconds``), or too demanding (more messages or task subscriptions than
-`wslimits.WsLimits` allows; an ``error`` message comes first); 1003 binary frame; 1009
-message too large (Hypercorn closes first, from ``websocket_max_message_size``).
+`wslimits.WsLimits` allows; an ``error`` message comes first); 1001 the server is
+stopping; 1003 binary frame; 1009 message too large (Hypercorn closes first, from
+``websocket_max_message_size``). The hub knows none of these: it says why it dropped a
+subscriber (`DropReason`), and `CLOSE_CODES` maps that here.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
 import h11
@@ -36,7 +38,7 @@ from quart import Blueprint, current_app
 from quart_trio import QuartTrio
 
 from ..clock import wall_ms
-from ..hub import Frames, TaskEvent
+from ..hub import DropReason, Frames, TaskEvent
 from ..storage import StorageUnavailable
 from .context import HttpContext, ctx, live_account
 from .security import TokenError
@@ -52,6 +54,11 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Any  # quart's ASGI callable; typed loosely, as in observe.py
 
 PATH = "/ws"
+CLOSE_CODES = {
+    DropReason.TOO_SLOW: 4429,
+    DropReason.TOKEN_EXPIRED: 4401,
+    DropReason.SHUTTING_DOWN: 1001,
+}
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_AUTH_FAILED = 4401  # the WebSocket's 401, as when a token expires while connected
 CLOSE_UNSUPPORTED = 1003
@@ -87,35 +94,25 @@ def encode_event(event: TaskEvent) -> Frames:
 
 
 def install(app: QuartTrio, context: HttpContext) -> None:
-    """Serve ``/ws`` in front of the app, and give the hub its encoder and limits.
+    """Serve ``/ws`` in front of the app (the runtime made the hub with `encode_event`).
 
     Call before `observe.install`, so that its middleware (request id, access log) wraps
     this one too.
     """
     app.asgi_app = WebSocketRoute(app.asgi_app, context)  # type: ignore[method-assign,assignment]
     app.register_blueprint(blueprint)
-    settings = context.services.settings
-    context.services.runtime.hub.configure(
-        encode_event,
-        queue_size=settings.ws_send_queue_size,
-        stuck_seconds=settings.ws_stuck_seconds,
-    )
 
 
 @blueprint.before_app_serving
 async def _start_background() -> None:
-    """The hub's sweeper and the heartbeats run in the app's nursery, cancelled with it.
-
-    Two plain background tasks rather than one with a nursery inside: Quart logs any
-    exception group that reaches it, and a cancelled nursery raises a group of Cancelled.
-    """
-    context = ctx()
-    current_app.add_background_task(context.services.runtime.hub.run)
-    current_app.add_background_task(_heartbeats, context)
+    """The heartbeats run in the app's nursery, cancelled with it (the hub's own sweeper
+    is the runtime's)."""
+    current_app.add_background_task(send_heartbeats, ctx())
 
 
-async def _heartbeats(context: HttpContext) -> None:
-    """A heartbeat per connection per interval, spread over the interval in slices.
+async def send_heartbeats(context: HttpContext) -> NoReturn:
+    """A heartbeat per connection per interval, spread over the interval in slices; never
+    returns.
 
     Sending all of them at once would put one send per connection (10,000 of them: half a
     second of event-loop time) in front of the task events due at that moment.
@@ -187,11 +184,13 @@ class Connection:
 
     __slots__ = (
         "_authenticated",
+        "_close",
         "_context",
         "_farewell",
         "_hub",
         "_last_words",
         "_receive_message",
+        "_scope",
         "_send",
         "sub",
     )
@@ -203,7 +202,9 @@ class Connection:
         self._send = send
         self.sub = self._hub.connect(f"conn_{uuid.uuid4().hex}")
         self._authenticated = trio.Event()
-        # The last frame to send, and the close code and reason that follow it.
+        self._scope = trio.CancelScope()
+        self._close: tuple[int, str] | None = None  # this layer's own reason to close
+        # The last frame to send through the queue, and the close code and reason after it.
         self._farewell: tuple[str, int, str] | None = None
         self._last_words: str | None = None  # an `error` sent right before our close
 
@@ -212,7 +213,8 @@ class Connection:
         sub = self.sub
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._sender, nursery.cancel_scope)
+                self._scope = nursery.cancel_scope
+                nursery.start_soon(self._sender)
                 nursery.start_soon(self._auth_deadline)
                 self._reply(
                     "connected",
@@ -234,12 +236,20 @@ class Connection:
         finally:
             self._hub.disconnect(sub)
             self._context.ws_limits.gone(sub)
+        close = self._close
+        if close is None and sub.dropped is not None:
+            close = CLOSE_CODES[sub.dropped], sub.drop_message
         if self._last_words is not None:
             await self._send({"type": "websocket.send", "text": self._last_words})
-        if sub.close_code is not None:
-            await self._send(
-                {"type": "websocket.close", "code": sub.close_code, "reason": sub.close_reason}
-            )
+        if close is not None:
+            await self._send({"type": "websocket.close", "code": close[0], "reason": close[1]})
+
+    def _end(self, code: int, reason: str) -> None:
+        """Close the connection for a reason of this protocol (the hub is not involved)."""
+        if self._close is None:
+            log.info("closing connection %s: %s (%d)", self.sub.connection_id, reason, code)
+            self._close = code, reason
+        self._scope.cancel()
 
     # -- sending ----------------------------------------------------------------------
 
@@ -250,33 +260,31 @@ class Connection:
         self._reply("error", {"code": code, "message": message}, reply_to)
 
     def _refuse(self, code: str, message: str, reply_to: str | int | None = None) -> None:
-        """Close with 4429 after an ``error`` saying why (sent after the queue is dropped)."""
+        """Close with 4429 after an ``error`` saying why (the queue is not drained first)."""
         self._last_words = frame("error", {"code": code, "message": message}, reply_to)
-        self.sub.kill(CLOSE_TOO_MANY, message)
+        self._end(CLOSE_TOO_MANY, message)
 
-    async def _sender(self, scope: trio.CancelScope) -> None:
-        """Drain the queue into the socket; when the hub kills the subscriber, end the rest."""
+    async def _sender(self) -> None:
+        """Drain the queue into the socket; when the hub drops the subscriber, end the rest."""
         while (frames := await self.sub.next()) is not None:
             for text in frames:
                 await self._send({"type": "websocket.send", "text": text})
                 if self._farewell is not None and text is self._farewell[0]:
-                    self.sub.kill(*self._farewell[1:])
+                    self._end(*self._farewell[1:])
             self.sub.sent()
-        scope.cancel()
+        self._scope.cancel()
 
     async def _auth_deadline(self) -> None:
         timeout = self._context.services.settings.ws_auth_timeout_seconds
         with trio.move_on_after(timeout) as waiting:
             await self._authenticated.wait()
         if waiting.cancelled_caught:
-            self.sub.kill(
-                CLOSE_AUTH_TIMEOUT, f"authentication timeout: no auth within {timeout:g} s"
-            )
+            self._end(CLOSE_AUTH_TIMEOUT, f"authentication timeout: no auth within {timeout:g} s")
 
     # -- receiving --------------------------------------------------------------------
 
     async def _receive(self) -> None:
-        """Handle client messages in order until the client disconnects (or is killed)."""
+        """Handle client messages in order until the client disconnects (or is dropped)."""
         limit = self._context.services.settings.ws_max_message_bytes
         while not self.sub.closed:
             message = await self._receive_message()
@@ -284,10 +292,10 @@ class Connection:
                 return  # websocket.disconnect
             data = message.get("text")
             if data is None:
-                self.sub.kill(CLOSE_UNSUPPORTED, "binary frames are not supported; send JSON text")
+                self._end(CLOSE_UNSUPPORTED, "binary frames are not supported; send JSON text")
                 return
             if len(data) > limit // 4 and len(data.encode()) > limit:
-                self.sub.kill(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
+                self._end(CLOSE_TOO_BIG, f"message larger than {limit} bytes")
                 return
             if not self._context.ws_limits.message(self.sub):
                 self._refuse("RATE_LIMITED", "too many messages; slow down")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import trio
@@ -74,7 +74,7 @@ class Notifications:
         on_connected: Callable[[], None] = lambda: None,
         *,
         retry_s: float = 1.0,
-    ) -> None:
+    ) -> NoReturn:
         """Call ``on_payload`` for each notification until cancelled.
 
         ``on_connected`` runs after every (re)connection: what was sent while the listener

@@ -1,14 +1,13 @@
-"""The upstream video API: one Provider interface, HTTP adapter, in-memory twin, simulator.
+"""The upstream video API: one Provider interface and the OpenAI-compatible HTTP adapter.
 
-Actors depend on `Provider` only; which upstream sits behind it (OpenAI,
-a compatible gateway, the simulator or `MemoryProvider`) is configuration.
+Actors depend on `Provider` only; which upstream sits behind it (OpenAI, a compatible
+gateway, or the fake upstream's simulator or `MemoryProvider`, in `.fake`) is
+configuration.
 """
 
 from .config import AuthStyle, RetryPolicy, UpstreamConfig
-from .engine import DurationDistribution, FaultRates, KeyLimits, SimulatorConfig
 from .limiter import Limiter
 from .mapping import map_model, map_seconds, normalize_status
-from .memory import MemoryProvider
 from .openai_compat import OpenAICompatProvider
 from .provider import (
     ContentVariant,
@@ -25,18 +24,13 @@ from .provider import (
 __all__ = [
     "AuthStyle",
     "ContentVariant",
-    "DurationDistribution",
     "ErrorKind",
-    "FaultRates",
     "ImageInput",
     "JobPage",
-    "KeyLimits",
     "Limiter",
-    "MemoryProvider",
     "OpenAICompatProvider",
     "Provider",
     "RetryPolicy",
-    "SimulatorConfig",
     "SubmitRequest",
     "UpstreamConfig",
     "UpstreamError",

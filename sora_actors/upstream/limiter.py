@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -30,6 +31,15 @@ class JobSlot:
         self.job_id = job_id
 
 
+@dataclass(frozen=True, slots=True)
+class LimiterStatistics:
+    active_jobs: int  # jobs believed non-terminal upstream, plus creates in flight
+    peak_jobs: int  # the most active at once since the start
+    waiting_for_slot: int  # creates waiting for a job slot
+    max_concurrent_jobs: int | None
+    deferred_s: float  # seconds until requests may go out again (a Retry-After); 0 if open
+
+
 class Limiter:
     """Per-key gate (nothing before Retry-After), request-rate cap and concurrent-job cap."""
 
@@ -47,14 +57,18 @@ class Limiter:
         self._jobs: set[str] = set()
         self._reserved = 0
         self._lot = trio.lowlevel.ParkingLot()
-        self.peak_jobs = 0
+        self._peak_jobs = 0
+
+    def statistics(self) -> LimiterStatistics:
+        return LimiterStatistics(
+            active_jobs=self.active_jobs,
+            peak_jobs=self._peak_jobs,
+            waiting_for_slot=self._lot.statistics().tasks_waiting,
+            max_concurrent_jobs=self.max_concurrent_jobs,
+            deferred_s=max(0.0, self._not_before - trio.current_time()),
+        )
 
     # -- Retry-After gate ---------------------------------------------------
-    @property
-    def not_before(self) -> float:
-        """Trio time before which no request may be sent."""
-        return self._not_before
-
     def defer(self, seconds: float) -> None:
         """Honour a 429: nothing goes out on this key for `seconds` from now."""
         self._not_before = max(self._not_before, trio.current_time() + max(0.0, seconds))
@@ -81,9 +95,6 @@ class Limiter:
         """Jobs believed non-terminal upstream, plus creates in flight."""
         return len(self._jobs) + self._reserved
 
-    def holds(self, job_id: str) -> bool:
-        return job_id in self._jobs
-
     @asynccontextmanager
     async def job_slot(self) -> AsyncIterator[JobSlot]:
         """Reserve a slot for a create (waiting for one); it is kept only if committed."""
@@ -91,7 +102,7 @@ class Limiter:
         while cap is not None and self.active_jobs >= cap:
             await self._lot.park()
         self._reserved += 1
-        self.peak_jobs = max(self.peak_jobs, self.active_jobs)
+        self._peak_jobs = max(self._peak_jobs, self.active_jobs)
         slot = JobSlot(self)
         try:
             yield slot
@@ -111,7 +122,7 @@ class Limiter:
             self.release(job_id)
         elif job_id not in self._jobs:
             self._jobs.add(job_id)
-            self.peak_jobs = max(self.peak_jobs, self.active_jobs)
+            self._peak_jobs = max(self._peak_jobs, self.active_jobs)
 
     def release(self, job_id: str) -> None:
         """Free the slot held by `job_id` (terminal, deleted or gone)."""

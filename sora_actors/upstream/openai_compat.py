@@ -12,7 +12,7 @@ bills a second video):
 - 500/503 carrying an OpenAI-style error body              -> not created, retried likewise;
 - other 4xx                                                -> raised at once.
 
-Polls, lists, deletes and downloads are idempotent: retried with exponential
+Polls, lists and downloads are idempotent: retried with exponential
 backoff and jitter. All waits are Trio sleeps.
 """
 
@@ -235,28 +235,6 @@ class OpenAICompatProvider(LimitedProvider):
         job = job_from_wire(doc, poll_after_s=parse_poll_after(resp.headers))
         self.limiter.job_seen(job.id, job.status.terminal)
         return job
-
-    async def delete(self, job_id: str) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
-            await self.limiter.wait_turn()
-            try:
-                resp = await self._client.delete(f"videos/{job_id}")
-            except httpx2.HTTPError as e:
-                err = _transport_error(e)
-            else:
-                if resp.is_success:
-                    break
-                err = self._error(resp, resp.content)
-                if err.kind is ErrorKind.NOT_FOUND and attempt > 1:
-                    break  # an earlier attempt whose answer we lost already deleted it
-            if not err.retryable or attempt >= self.config.retry.max_attempts:
-                if err.kind is ErrorKind.NOT_FOUND:
-                    self.limiter.release(job_id)
-                raise err
-            await self._backoff(attempt, err)
-        self.limiter.release(job_id)
 
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
         params: dict[str, Any] = {"limit": limit, "order": "desc"}

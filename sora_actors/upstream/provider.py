@@ -168,10 +168,6 @@ class Provider(Protocol):
         """Create a new job derived from a completed one (same ambiguity rules as submit)."""
         ...
 
-    async def delete(self, job_id: str) -> None:
-        """Delete a job upstream; a NOT_FOUND is raised if it is already gone."""
-        ...
-
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
         """Newest-first page of this key's jobs, to find a job whose id was never stored."""
         ...

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from sora_actors.client import _apply, _ws_url
+from sora_actors.cli.client import _apply, _ws_url
 from sora_actors.settings import Settings
 from tests.conftest import make_settings
 from tests.harness import LiveServer, live_server

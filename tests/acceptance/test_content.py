@@ -24,9 +24,8 @@ from sora_actors.content import ContentStore, ContentWriter, LocalContentStore, 
 from sora_actors.http.signing import SIGNER_KEY, UrlSigner
 from sora_actors.runtime import SIMULATOR_KEY
 from sora_actors.settings import Settings
-from sora_actors.upstream import SimulatorConfig
-from sora_actors.upstream.media import media_bytes, media_sha256
-from sora_actors.upstream.simulator import serve_simulator
+from sora_actors.upstream.fake import SimulatorConfig, serve_simulator
+from sora_actors.upstream.fake.media import media_bytes, media_sha256
 from tests.conftest import make_settings
 from tests.harness import LiveServer, assert_error, live_server
 
@@ -354,11 +353,11 @@ async def test_a_failure_after_the_temp_file_never_serves_it(
     forged = signer.sign(vid, "video", base="")  # even a valid link finds no file
     assert_error(await server.client.get(forged.url), 404, "CONTENT_NOT_FOUND")
 
-    crashes = server.services.runtime.supervisor.crashes
+    crashes = server.services.runtime.supervisor.statistics().crashes
     faulty.release.set()  # the commit fails: the actor crashes and is restarted
     done = await until(server, frank, vid, "COMPLETED", "FAILED")
     assert done["status"] == "COMPLETED"
-    assert server.services.runtime.supervisor.crashes == crashes + 1
+    assert server.services.runtime.supervisor.statistics().crashes == crashes + 1
     played = await server.client.get(done["videoUrl"])
     assert sha(played.content) == media_sha256("video")
     assert list((content_dir(server) / vid).glob("*.part")) == []

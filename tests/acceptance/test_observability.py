@@ -130,6 +130,13 @@ async def test_metrics_count_requests_by_route_and_report_the_runtime(server: Li
     assert value(after, "sora_ws_connections") == 0
     assert value(after, "sora_ws_events_coalesced_total") == 0
     assert value(after, "sora_actor_crashes_total") == 0
+    # The upstream's job slots are free again, nothing waits for one, nothing was relayed
+    # (one instance), and the polls that changed nothing were written in groups.
+    assert value(during, "sora_upstream_jobs_active") <= 1
+    assert value(after, "sora_upstream_jobs_active") == 0
+    assert value(after, "sora_upstream_creates_waiting") == 0
+    assert value(after, "sora_events_relayed_total") == 0
+    assert value(after, "sora_poll_ledger_writes_total") <= polls
 
 
 async def test_each_app_counts_only_its_own_requests(tmp_path: Path) -> None:

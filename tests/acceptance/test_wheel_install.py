@@ -26,7 +26,7 @@ import httpx2
 import pytest
 import trio
 
-from sora_actors.upstream.media import media_sha256
+from sora_actors.upstream.fake.media import media_sha256
 from tests import processes
 
 pytestmark = pytest.mark.slow

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import socket as stdlib_socket
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 
-from sora_actors.hub import TaskEvent
+from sora_actors.hub import DropReason, TaskEvent
 from sora_actors.server import Running, run_server
 from sora_actors.settings import Settings
 from sora_actors.storage import Task
@@ -235,6 +236,27 @@ async def test_query_token_auth_expired_token_and_auth_timeout(
         assert server.services.runtime.hub.connections == 0
 
 
+async def test_token_expiring_while_connected_closes_with_4401(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The hub's sweeper (started by the runtime) drops the subscriber; /ws says 4401."""
+    async with live_server(ws_settings(tmp_path, sqlite_url)) as server:
+        token = await token_of(server, "dora")
+        user_id = jwt.decode(token, options={"verify_signature": False})["sub"]
+        exp = int(time.time()) + 2
+        short = jwt.encode({"sub": user_id, "sid": "s", "exp": exp}, TEST_SECRET)
+        async with open_websocket_url(ws_url(server.base_url)) as connection:
+            session = Session(connection)
+            await session.recv()
+            assert (await session.auth(short))["type"] == "authSuccess"
+            with pytest.raises(ConnectionClosed) as closed:
+                await session.recv(timeout=10)
+            assert time.time() >= exp
+            assert closed.value.reason.code == 4401
+            assert "expired" in (closed.value.reason.reason or "")
+        assert server.services.runtime.hub.statistics().dropped == 1
+
+
 async def test_heartbeat(tmp_path: Path, sqlite_url: str) -> None:
     settings = ws_settings(tmp_path, sqlite_url, ws_heartbeat_seconds=0.2)
     async with (
@@ -388,15 +410,16 @@ async def test_slow_consumer_neither_delays_others_nor_grows(
             # The fast client got the terminal event while the slow one is still stuck
             # on the same task (it has not even drained its socket).
             assert received[-1]["payload"]["seq"] == events[-1].task.seq
-            assert slow.high_water <= queue_size + 1
-            assert slow.coalesced > 0
-            assert not slow.closed or slow.close_code == 4429
+            queue = slow.statistics()
+            assert queue.high_water <= queue_size + 1
+            assert queue.coalesced > 0
+            assert slow.dropped in (None, DropReason.TOO_SLOW)
             # Stuck past ws_stuck_seconds: the server gives up on it and forgets its queue.
             with trio.fail_after(10):
                 while not slow.closed:
                     await trio.sleep(0.05)
-            assert slow.close_code == 4429 and slow.queued == 0
-            assert hub.get(slow.connection_id) is None
+            assert slow.dropped is DropReason.TOO_SLOW and slow.queued == 0
+            assert slow not in hub.subscribers()
         await stalled.aclose()
 
 

@@ -21,15 +21,8 @@ from sora_actors.lifecycle import Phase, new_task
 from sora_actors.storage import Activity, Storage, Task, open_storage
 from sora_actors.supervisor import RestartIntensity, Supervisor
 from sora_actors.task import ActorConfig
-from sora_actors.upstream import (
-    DurationDistribution,
-    ErrorKind,
-    MemoryProvider,
-    SimulatorConfig,
-    SubmitRequest,
-    UpstreamError,
-    UpstreamJob,
-)
+from sora_actors.upstream import ErrorKind, SubmitRequest, UpstreamError, UpstreamJob
+from sora_actors.upstream.fake import DurationDistribution, MemoryProvider, SimulatorConfig
 
 # Deterministic jobs: 10 s in the queue, then 100 s of (uneven) progress.
 FIXED = DurationDistribution(
@@ -232,8 +225,8 @@ async def test_restart_intensity_gives_up(
         gets = [t for name, t in h.provider.calls if name == "get"]
         # crash, 0.5 s backoff, crash, 1 s, crash, 2 s, crash -> 4 crashes > 3: given up
         assert [g - gets[0] for g in gets] == [0, 0.5, 1.5, 3.5]
-        assert h.supervisor.crashes == 4
-        assert h.supervisor.running == 0
+        assert h.supervisor.statistics().crashes == 4
+        assert h.supervisor.statistics().running == 0
         # Another task on the same supervisor is unaffected once the fault is gone.
         h.provider.crash.clear()
         other = await h.create(prompt="unaffected")
@@ -263,7 +256,7 @@ async def test_a_crash_in_an_upstream_call_is_survived(
         done = await h.until_terminal(task.video_id)
         assert done.status == "COMPLETED", done
         assert h.provider.inner.creates == 1  # never a second upstream job
-        assert h.supervisor.crashes == 1
+        assert h.supervisor.statistics().crashes == 1
         if where == "submit-after":
             # The restarted actor found the job through the upstream's list and adopted it.
             assert any(name == "list" for name, _ in h.provider.calls)
@@ -292,7 +285,7 @@ async def test_a_crash_before_each_transition_is_survived(
         task = await h.create(prompt=f"crash before {phase}")
         done = await h.until_terminal(task.video_id)
         assert done.status == "COMPLETED"
-        assert h.supervisor.crashes == 1
+        assert h.supervisor.statistics().crashes == 1
         assert h.provider.inner.creates == 1
         seqs = h.seqs(task.video_id)
         assert seqs == sorted(set(seqs))  # announced in order, none twice
@@ -410,7 +403,7 @@ async def test_a_database_outage_does_not_take_the_runtime_down(
         task = await h.create(prompt="through an outage")
         done = await h.until_terminal(task.video_id)
         assert done.status == "COMPLETED"
-        assert h.supervisor.crashes == 0
+        assert h.supervisor.statistics().crashes == 0
         assert outage["left"] == 0
 
 

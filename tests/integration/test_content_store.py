@@ -27,15 +27,9 @@ from sora_actors.polling import ScaledSchedule, SteppedSchedule
 from sora_actors.storage import Activity, ContentRecord, Storage, Task, open_storage
 from sora_actors.supervisor import Supervisor
 from sora_actors.task import ActorConfig
-from sora_actors.upstream import (
-    DurationDistribution,
-    ErrorKind,
-    MemoryProvider,
-    SimulatorConfig,
-    UpstreamError,
-    UpstreamJob,
-)
-from sora_actors.upstream.media import media_bytes, media_sha256
+from sora_actors.upstream import ErrorKind, UpstreamError, UpstreamJob
+from sora_actors.upstream.fake import DurationDistribution, MemoryProvider, SimulatorConfig
+from sora_actors.upstream.fake.media import media_bytes, media_sha256
 
 VIDEO = media_bytes("video")
 

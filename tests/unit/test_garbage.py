@@ -70,7 +70,7 @@ async def test_steps_on_schedule_and_walks_everything_only_when_the_heap_doubled
         (2.75, "unfreeze"),
     ]
     assert measured == [100, 150, 250, 300, 300, 500]
-    assert (collector.stats.steps, collector.stats.majors) == (5, 1)
+    assert (collector.statistics().steps, collector.statistics().majors) == (5, 1)
 
 
 async def test_major_threshold_follows_the_heap_after_the_last_major(
@@ -85,7 +85,7 @@ async def test_major_threshold_follows_the_heap_after_the_last_major(
     collector.step()  # 650 > 600: major, heap after 700
     collector.step()  # 1300 < 1400: minor
     assert [name for _, name in fake.calls].count("unfreeze") == 2
-    assert collector.stats.majors == 2
+    assert collector.statistics().majors == 2
 
 
 async def test_closed_connections_trigger_a_full_walk_below_the_heap_threshold() -> None:
@@ -96,7 +96,7 @@ async def test_closed_connections_trigger_a_full_walk_below_the_heap_threshold()
     majors = []
     for _ in range(6):
         collector.step()
-        majors.append(collector.stats.majors)
+        majors.append(collector.statistics().majors)
     # 1000 closed since the start (and >= the 10 open): major. Then 500 more: not yet.
     # 3999 - 1000 = 2999 < 3000 open: minor; 3000 >= 3000 open: major.
     assert majors == [0, 0, 1, 1, 1, 2]
@@ -136,7 +136,7 @@ def test_a_frozen_cycle_waits_for_the_next_full_walk() -> None:
         heap[0] = 100  # the heap has grown past the floor: the next step walks everything
         collector.step()
         assert alive() is None
-        assert collector.stats.majors == 1
+        assert collector.statistics().majors == 1
     finally:
         gc.unfreeze()
 
@@ -144,7 +144,7 @@ def test_a_frozen_cycle_waits_for_the_next_full_walk() -> None:
 async def test_collecting_runs_the_collector_for_the_block_and_unfreezes_after() -> None:
     async with collecting(0.01, 2.0) as collector:
         assert collector is not None
-        while collector.stats.steps < 2:
+        while collector.statistics().steps < 2:
             await trio.sleep(0.01)
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import trio
 
-from sora_actors.hub import Frames, Hub, Subscriber, TaskEvent
-from sora_actors.storage import Task
+from sora_actors.hub import (
+    DropReason,
+    Frames,
+    Hub,
+    HubStatistics,
+    Subscriber,
+    SubscriberStatistics,
+    TaskEvent,
+)
 
-
-def make_task(video_id: str, user_id: str, seq: int = 1, status: str = "PROCESSING") -> Task:
-    values: dict[str, object] = {field.name: None for field in dataclasses.fields(Task)}
-    values.update(
-        video_id=video_id,
-        user_id=user_id,
-        status=status,
-        phase="POLLING",
-        progress=0,
-        prompt="p",
-        model="sora-2",
-        size="720x1280",
-        duration=4,
-        media_type="VIDEO",
-        poll_count=0,
-        seq=seq,
-        restarts=0,
-        created_at=0,
-        updated_at=0,
-    )
-    return Task(**values)  # type: ignore[arg-type]
+from .factory import make_task
 
 
 class CountingEncoder:
@@ -95,8 +80,7 @@ async def test_slow_subscriber_coalesces_progress_keeps_terminals_and_overflows(
     hub.subscribe_user(subscriber)
     for seq in range(2, 100):
         hub.publish(TaskEvent(make_task("t1", "A", seq=seq)))
-    assert subscriber.queued == 4 and subscriber.high_water == 4
-    assert subscriber.coalesced == 98 - 4
+    assert subscriber.statistics() == SubscriberStatistics(queued=4, high_water=4, coalesced=94)
     hub.publish(TaskEvent(make_task("t1", "A", seq=100, status="COMPLETED")))
     frames = await drain(subscriber)
     assert frames[-1] == "t1:100:COMPLETED"
@@ -105,19 +89,64 @@ async def test_slow_subscriber_coalesces_progress_keeps_terminals_and_overflows(
     # bound, the subscriber is closed instead of growing.
     for index in range(9):
         hub.publish(TaskEvent(make_task(f"x{index}", "A", seq=2, status="FAILED")))
-    assert subscriber.closed and subscriber.close_code == 4429
-    assert subscriber.queued == 0 and hub.get("slow") is None and hub.connections == 0
+    assert subscriber.dropped is DropReason.TOO_SLOW
+    assert subscriber.queued == 0 and subscriber not in hub.subscribers()
+    stats = hub.statistics()
+    assert (stats.connections, stats.dropped, stats.watched_users) == (0, 1, 0)
 
 
 def test_close_all_closes_present_and_later_connections() -> None:
     hub = Hub(CountingEncoder())
     present = hub.connect("a")
-    hub.close_all(1001, "the server is shutting down")
+    hub.close_all("the server is shutting down")
     later = hub.connect("b")
     for subscriber in (present, later):
         assert subscriber.closed
-        assert (subscriber.close_code, subscriber.close_reason) == (
-            1001,
+        assert (subscriber.dropped, subscriber.drop_message) == (
+            DropReason.SHUTTING_DOWN,
             "the server is shutting down",
         )
-    assert hub.connections == 0
+    # Shutting down is nobody's fault: not counted with the slow and the expired.
+    assert hub.statistics() == HubStatistics(0, 0, 0, 0, 0, 0)
+
+
+async def test_statistics_keep_what_departed_subscribers_coalesced() -> None:
+    hub = Hub(CountingEncoder(), queue_size=4)
+    subscribers = [hub.connect(name) for name in ("c1", "c2")]
+    for subscriber in subscribers:
+        hub.authenticate(subscriber, "A", 2**62)
+        hub.subscribe_task(subscriber, "t1")
+        hub.release(subscriber, "t1", 1)
+    for seq in range(2, 8):  # 4 queue, the next 2 replace the last one in each queue
+        hub.publish(TaskEvent(make_task("t1", "A", seq=seq)))
+    assert hub.statistics() == HubStatistics(
+        connections=2, watched_tasks=1, watched_users=0, published=6, coalesced=4, dropped=0
+    )
+    hub.disconnect(subscribers[0])
+    # A counter never goes back when a connection leaves.
+    assert hub.statistics() == HubStatistics(
+        connections=1, watched_tasks=1, watched_users=0, published=6, coalesced=4, dropped=0
+    )
+
+
+async def test_sweep_drops_the_stuck_and_the_expired(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = Hub(CountingEncoder(), queue_size=4, stuck_seconds=10)
+    stuck, expired, fine = (hub.connect(name) for name in ("stuck", "expired", "fine"))
+    for subscriber in (stuck, fine):
+        hub.authenticate(subscriber, "A", 2**62)
+    hub.authenticate(expired, "B", 1)  # expired long ago (wall-clock ms)
+    stuck.send(("never sent",))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hub.run)
+        await trio.sleep(9.9)
+        assert [s.dropped for s in (stuck, expired, fine)] == [None, DropReason.TOKEN_EXPIRED, None]
+        await trio.sleep(1.6)  # the sweep at 11 s finds it stalled past 10 s
+        assert [s.dropped for s in (stuck, expired, fine)] == [
+            DropReason.TOO_SLOW,
+            DropReason.TOKEN_EXPIRED,
+            None,
+        ]
+        nursery.cancel_scope.cancel()
+    assert hub.statistics().dropped == 2

@@ -6,7 +6,6 @@ import io
 import json
 import logging
 
-from sora_actors.hub import Hub
 from sora_actors.logs import CURRENT_REQUEST, RequestScope, make_handler, redact, register_secrets
 
 JWT = (
@@ -79,17 +78,6 @@ def test_development_lines_are_readable_with_the_request_id() -> None:
         CURRENT_REQUEST.reset(token)
     line = out.getvalue().strip()
     assert line.endswith("WARNING sora_actors.x [abc]: hello you")
-
-
-def test_coalesced_events_of_departed_connections_still_count() -> None:
-    hub = Hub(queue_size=256)
-    subscriber = hub.connect("c1")
-    subscriber.coalesced = 3  # as if its queue had replaced three progress events
-    assert hub.coalesced == 3
-    hub.disconnect(subscriber)
-    assert hub.coalesced == 3  # a counter never goes back when a connection leaves
-    hub.connect("c2").coalesced = 2
-    assert hub.coalesced == 5
 
 
 def _raise(error: Exception) -> None:

@@ -11,9 +11,9 @@ import httpx2
 import pytest
 import trio
 
-from sora_actors.upstream import DurationDistribution, RetryPolicy, SimulatorConfig, UpstreamConfig
-from sora_actors.upstream.engine import Engine
-from sora_actors.upstream.simulator import serve_simulator
+from sora_actors.upstream import RetryPolicy, UpstreamConfig
+from sora_actors.upstream.fake import DurationDistribution, SimulatorConfig, serve_simulator
+from sora_actors.upstream.fake.engine import Engine
 
 # Jobs take 2..4 simulated seconds of queue+run at x20 -> 0.1..0.2 s of real time.
 FAST = DurationDistribution(

@@ -10,7 +10,9 @@ import pytest
 
 from sora_actors.upstream import ErrorKind, UpstreamError, UpstreamStatus, map_model, map_seconds
 from sora_actors.upstream.config import RetryPolicy, UpstreamConfig
-from sora_actors.upstream.engine import progress_curve
+from sora_actors.upstream.fake.engine import progress_curve
+from sora_actors.upstream.fake.media import is_webp, media_bytes, mp4_top_level_boxes
+from sora_actors.upstream.fake.simulator import add_simulator_arguments, simulator_config_from_args
 from sora_actors.upstream.mapping import (
     classify_http_error,
     job_from_wire,
@@ -19,8 +21,6 @@ from sora_actors.upstream.mapping import (
     parse_poll_after,
     parse_retry_after,
 )
-from sora_actors.upstream.media import is_webp, media_bytes, mp4_top_level_boxes
-from sora_actors.upstream.simulator import add_simulator_arguments, simulator_config_from_args
 
 
 @pytest.mark.parametrize(

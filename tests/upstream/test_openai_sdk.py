@@ -13,7 +13,7 @@ import openai
 import pytest
 import trio
 
-from sora_actors.upstream.media import is_webp, media_sha256, mp4_top_level_boxes
+from sora_actors.upstream.fake.media import is_webp, media_sha256, mp4_top_level_boxes
 
 from .conftest import Sim, SimFactory
 from .test_adapter_http import PNG_1PX

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from sora_actors.upstream import FaultRates
+from sora_actors.upstream.fake import FaultRates
 
 from .conftest import SimFactory
 

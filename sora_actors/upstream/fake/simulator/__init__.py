@@ -1,7 +1,7 @@
 """A fake OpenAI-Videos-compatible upstream for tests, demos and load runs.
 
 Start in-process with `serve_simulator` inside a Trio nursery, or from the
-command line (`sora-actors simulator`, or `python -m sora_actors.upstream.simulator`).
+command line (`sora-actors simulator`, or `python -m sora_actors.upstream.fake.simulator`).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from .settings import Settings
+from ..settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:3001"
 EXIT_COMPLETED = 0

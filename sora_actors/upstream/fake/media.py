@@ -11,7 +11,7 @@ import hashlib
 import struct
 from importlib import resources
 
-from .provider import ContentVariant
+from ..provider import ContentVariant
 
 CONTENT_TYPES: dict[str, str] = {
     "video": "video/mp4",
@@ -38,7 +38,7 @@ def media_bytes(variant: ContentVariant) -> bytes:
 
 def _read(variant: ContentVariant) -> bytes:
     return (
-        resources.files("sora_actors.upstream")
+        resources.files("sora_actors.upstream.fake")
         .joinpath("data")
         .joinpath(_FILES[variant])
         .read_bytes()

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 
 import trio
 
-from . import __version__
+from .. import __version__
+from ..logs import configure_from_settings
+from ..settings import Settings, SettingsError, load
+from ..storage import StorageError, open_storage
+from ..upstream.fake.simulator import add_simulator_arguments
 from .client import add_client_commands
-from .logs import configure_from_settings
-from .settings import Settings, SettingsError, load
-from .storage import StorageError, open_storage
-from .upstream.simulator import add_simulator_arguments
 
 log = logging.getLogger("sora_actors")
 
@@ -31,7 +31,7 @@ def _configure_logging(settings: Settings | None) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from .server import run_server
+    from ..server import run_server
 
     code = 0
     try:
@@ -83,7 +83,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulator(args: argparse.Namespace, settings: Settings) -> int:
-    from .upstream.simulator.__main__ import run_from_args
+    from ..upstream.fake.simulator.__main__ import run_from_args
 
     run_from_args(args)
     return 0
@@ -128,7 +128,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

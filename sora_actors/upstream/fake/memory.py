@@ -15,10 +15,9 @@ from typing import Any, Literal, TypeVar
 
 import trio
 
-from .config import RetryPolicy
-from .engine import Engine, EngineError, JobState, SimulatorConfig
-from .limiter import LimitedProvider, Limiter
-from .mapping import (
+from ..config import RetryPolicy
+from ..limiter import LimitedProvider, Limiter
+from ..mapping import (
     DEFAULT_MODEL_MAP,
     OPENAI_SECONDS,
     classify_error,
@@ -26,14 +25,13 @@ from .mapping import (
     map_seconds,
     normalize_status,
 )
+from ..provider import ContentVariant, ErrorKind, JobPage, SubmitRequest, UpstreamError, UpstreamJob
+from .engine import Engine, EngineError, JobState, SimulatorConfig
 from .media import media_bytes
-from .provider import ContentVariant, ErrorKind, JobPage, SubmitRequest, UpstreamError, UpstreamJob
 
 T = TypeVar("T")
-Method = Literal["submit", "get", "fetch_content", "remix", "delete", "list_jobs"]
-_METHODS: frozenset[str] = frozenset(
-    {"submit", "get", "fetch_content", "remix", "delete", "list_jobs"}
-)
+Method = Literal["submit", "get", "fetch_content", "remix", "list_jobs"]
+_METHODS: frozenset[str] = frozenset({"submit", "get", "fetch_content", "remix", "list_jobs"})
 NO_RETRY = RetryPolicy(max_attempts=1, create_attempts=1)
 
 
@@ -242,12 +240,6 @@ class MemoryProvider(LimitedProvider):
             raise
         self.limiter.job_seen(job.id, job.status.terminal)
         return job
-
-    async def delete(self, job_id: str) -> None:
-        await self._call(
-            "delete", "delete", job_id, lambda: self.engine.delete(self.api_key, job_id)
-        )
-        self.limiter.release(job_id)
 
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
         eng = self.engine

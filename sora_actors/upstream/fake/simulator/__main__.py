@@ -1,4 +1,4 @@
-"""`python -m sora_actors.upstream.simulator`: run the simulator standalone."""
+"""`python -m sora_actors.upstream.fake.simulator`: run the simulator standalone."""
 
 from __future__ import annotations
 

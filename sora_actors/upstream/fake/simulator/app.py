@@ -22,9 +22,9 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, cast
 
+from ...provider import ContentVariant
 from ..engine import Engine, EngineError, FaultRates, JobState, KeyLimits, SimulatorConfig
 from ..media import CONTENT_TYPES, media_bytes
-from ..provider import ContentVariant
 from .server import Request, Response
 
 _JOB = re.compile(r"^/videos/([^/]+)$")
