@@ -23,7 +23,7 @@ from quart_trio import QuartTrio
 
 from .garbage import collecting
 from .http.app import create_app
-from .http.listener import ConnectionLimits, Connections, Listening, serve
+from .http.listener import ConnectionLimits, Connections, serve
 from .http.ws import encode_event
 from .hub import Hub
 from .runtime import open_runtime
@@ -108,24 +108,24 @@ async def run_server(
     ):
         log.info("database ready: %s", storage.dialect)
         services = Services(settings=settings, storage=storage, runtime=runtime)
-        app = create_app(services)
+        connections = Connections(connection_limits(settings))
+        app = create_app(services, connections)
         config = hypercorn_config(settings, host, port)
         async with trio.open_nursery() as nursery:
-            listening: Listening = await nursery.start(
+            binds: list[str] = await nursery.start(
                 partial(
                     serve,
                     app,
                     config,
-                    connection_limits(settings),
+                    connections,
                     shutdown_trigger=partial(
                         _then_close_websockets, shutdown_trigger or wait_for_signal, runtime.hub
                     ),
                 )
             )
-            binds = listening.binds
             if collector is not None:
-                collector.follow(listening.connections.counts)
+                collector.follow(connections.counts)
             log.info("sora-actors %s listening on %s", services.version, ", ".join(binds))
-            task_status.started(Running(binds[0], services, app, listening.connections))
+            task_status.started(Running(binds[0], services, app, connections))
         # Hypercorn has drained; leaving the blocks stops the actors, then storage.
     log.info("stopped")

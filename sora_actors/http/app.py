@@ -27,6 +27,7 @@ from . import (
 from .context import EXTENSION_KEY, HttpContext, ctx
 from .envelope import ApiError
 from .gate import BusyGate, default_capacity
+from .listener import Connections
 from .proxies import TrustedProxies, parse_networks
 from .security import Passwords, Tokens
 from .strictjson import JsonRefused, read_json
@@ -75,7 +76,8 @@ class SoraRequest(TrioRequest):
         return result
 
 
-def create_app(services: Services) -> QuartTrio:
+def create_app(services: Services, connections: Connections | None = None) -> QuartTrio:
+    """The app; ``connections`` (the listener's) adds its figures to ``/metrics``."""
     settings = services.settings
     app = QuartTrio("sora_actors")
     app.request_class = SoraRequest
@@ -131,7 +133,9 @@ def create_app(services: Services) -> QuartTrio:
     )
     # /ws in front of Quart; the hub serialises each event once, in the WebSocket envelope.
     ws.install(app, context)
-    observe.install(app, services)  # first: its hook names the route before others may fail
+    observe.install(
+        app, services, connections
+    )  # first: its hook names the route before others may fail
 
     @app.before_request
     async def _body_limit() -> None:

@@ -86,21 +86,20 @@ class ConnectionStatistics:
     timed_out: int
 
 
+@dataclass(frozen=True)
+class _Site:
+    """What every connection of one running server is served with."""
+
+    app: Any
+    config: Config
+    context: WorkerContext
+    state: LifespanState
+
+
 class Connections:
     """Every client connection of one server: admission, the guard, and the counters."""
 
-    def __init__(
-        self,
-        app: Any,
-        config: Config,
-        context: WorkerContext,
-        state: LifespanState,
-        limits: ConnectionLimits,
-    ) -> None:
-        self._app = app
-        self._config = config
-        self._context = context
-        self._state = state
+    def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         self._open = 0
         self._accepted = 0
@@ -124,7 +123,7 @@ class Connections:
     def timed_out(self) -> None:
         self._timed_out += 1
 
-    async def handle(self, stream: trio.SocketStream) -> None:
+    async def handle(self, site: _Site, stream: trio.SocketStream) -> None:
         """Serve one accepted connection; nothing it raises reaches the server's nursery."""
         if self._open >= self.limits.max_connections:
             self._refused += 1
@@ -134,7 +133,7 @@ class Connections:
         self._accepted += 1
         guarded = GuardedStream(stream, self.limits.send_timeout)
         connection = GuardedConnection(
-            self._app, self._config, self._context, self._state, guarded, self
+            site.app, site.config, site.context, site.state, guarded, self
         )
         try:
             await connection.run()
@@ -326,21 +325,13 @@ class GuardedConnection(TCPServer):
 Trigger = Callable[[], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Listening:
-    """What `serve` reports once bound: its URLs and its connections."""
-
-    binds: list[str]
-    connections: Connections
-
-
 async def serve(
     app: Any,
     config: Config,
-    limits: ConnectionLimits,
+    connections: Connections,
     *,
     shutdown_trigger: Trigger,
-    task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` like Hypercorn's trio worker, until the trigger returns and the
     connections have drained (at most ``config.graceful_timeout``)."""
@@ -354,9 +345,7 @@ async def serve(
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
 
-        connections = Connections(
-            wrapped, config, context, ConnectionState(lifespan_state.copy()), limits
-        )
+        site = _Site(wrapped, config, context, ConnectionState(lifespan_state.copy()))
         async with trio.open_nursery() as server_nursery:
             sockets = config.create_sockets()
             listeners = []
@@ -365,14 +354,14 @@ async def serve(
                 sock.listen(config.backlog)
                 listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
                 binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
-            task_status.started(Listening(binds, connections))
+            task_status.started(binds)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(raise_shutdown, shutdown_trigger)
                     nursery.start_soon(
                         partial(
                             trio.serve_listeners,
-                            connections.handle,
+                            partial(connections.handle, site),
                             listeners,
                             handler_nursery=server_nursery,
                         )

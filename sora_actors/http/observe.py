@@ -30,6 +30,7 @@ from ..storage import StorageError
 from ..upstream import ErrorKind
 from .apidoc import documented
 from .context import ctx
+from .listener import Connections
 
 access_log = logging.getLogger("sora_actors.access")
 
@@ -73,7 +74,7 @@ def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
 class HttpMetrics:
     """The per-app registry and the series the middleware feeds."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, connections: Connections | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "sora_http_requests",
@@ -88,6 +89,8 @@ class HttpMetrics:
             registry=self.registry,
         )
         self.registry.register(RuntimeCollector(services))
+        if connections is not None:
+            self.registry.register(ConnectionCollector(connections))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in KNOWN_METHODS else OTHER_METHOD
@@ -186,6 +189,32 @@ class RuntimeCollector(Collector):
         )
 
 
+class ConnectionCollector(Collector):
+    """The listener's figures: what is open, refused, dropped by the guard or timed out."""
+
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._connections.statistics()
+        yield GaugeMetricFamily("sora_connections_open", "Open client connections", stats.open)
+        for name, help_text, value in (
+            ("accepted", "Client connections accepted", stats.accepted),
+            ("refused", "Connections answered 503 above the connection cap", stats.refused),
+            (
+                "crashed",
+                "Connections dropped because they raised (a protocol error)",
+                stats.crashed,
+            ),
+            (
+                "timed_out",
+                "Connections closed by a header, keep-alive or silence deadline",
+                stats.timed_out,
+            ),
+        ):
+            yield CounterMetricFamily(f"sora_connections_{name}", help_text, value)
+
+
 class ObservedApp:
     """ASGI middleware: request id (context, header), metrics and the access log."""
 
@@ -272,9 +301,9 @@ async def metrics() -> Response:
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
-def install(app: Quart, services: Services) -> HttpMetrics:
+def install(app: Quart, services: Services, connections: Connections | None = None) -> HttpMetrics:
     """Wrap the app in the middleware and serve ``/metrics``; call before other hooks."""
-    http_metrics = HttpMetrics(services)
+    http_metrics = HttpMetrics(services, connections)
     app.extensions[REGISTRY_KEY] = http_metrics
     app.asgi_app = ObservedApp(app.asgi_app, http_metrics)  # type: ignore[method-assign,assignment]
 

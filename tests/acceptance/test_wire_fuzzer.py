@@ -17,7 +17,6 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 import trio
 from trio_websocket import open_websocket_url
@@ -336,4 +335,12 @@ async def test_server_keeps_serving_after_a_storm_of_crashing_writes(server: Liv
                 nursery.start_soon(crash_attempt)
         response = await server.client.get("/health")
         assert response.status_code == 200
-    assert isinstance(server.client, httpx2.AsyncClient)
+    metrics = (await server.client.get("/metrics")).text
+    figures = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("sora_connections_")
+    }
+    assert figures["sora_connections_accepted_total"] >= 50
+    assert figures["sora_connections_refused_total"] == 0
+    assert figures["sora_connections_open"] >= 1  # this client's own connection

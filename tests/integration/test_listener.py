@@ -18,7 +18,7 @@ import trio
 import trio.testing
 from hypercorn.config import Config
 
-from sora_actors.http.listener import ConnectionLimits, Connections, Listening, serve
+from sora_actors.http.listener import ConnectionLimits, Connections, serve
 
 LIMITS = ConnectionLimits(
     max_connections=8, header_timeout=10.0, keep_alive=75.0, send_timeout=30.0
@@ -69,16 +69,20 @@ async def serving(limits: ConnectionLimits = LIMITS) -> AsyncIterator[Served]:
     config.accesslog = None
     stop, stopped = trio.Event(), trio.Event()
 
-    async def run(task_status: trio.TaskStatus[Listening]) -> None:
+    connections = Connections(limits)
+
+    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
         try:
-            await serve(app, config, limits, shutdown_trigger=stop.wait, task_status=task_status)
+            await serve(
+                app, config, connections, shutdown_trigger=stop.wait, task_status=task_status
+            )
         finally:
             stopped.set()
 
     async with trio.open_nursery() as nursery:
-        listening: Listening = await nursery.start(run)
-        port = int(listening.binds[0].rsplit(":", 1)[1])
-        served = Served(port, listening.connections, stop, stopped)
+        binds: list[str] = await nursery.start(run)
+        port = int(binds[0].rsplit(":", 1)[1])
+        served = Served(port, connections, stop, stopped)
         yield served
         stop.set()
 
