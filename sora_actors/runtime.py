@@ -1,4 +1,4 @@
-"""The actor runtime of one process: upstream provider, event hub and supervisor."""
+"""The actor runtime of one process: upstream provider, event hub, task service, supervisor."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .settings import Settings
 from .storage import Storage
 from .supervisor import LeaseConfig, RestartIntensity, Supervisor
 from .task import ActorConfig
+from .task_service import TaskService
 from .upstream import OpenAICompatProvider, Provider, SimulatorConfig, UpstreamConfig
 from .upstream.simulator import serve_simulator
 
@@ -36,6 +37,7 @@ class Runtime:
     upstream_url: str
     resumed: int
     content: ContentKeeper
+    tasks: TaskService
     upstream_stats: UpstreamStats = dataclasses.field(default_factory=UpstreamStats)
 
 
@@ -86,18 +88,19 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
         async with OpenAICompatProvider(upstream_config(settings, base_url, api_key)) as adapter:
             provider = CountingProvider(adapter)  # calls and errors, for /metrics
             hub = Hub()
+            tasks = TaskService(storage, hub, deadline_s=settings.task_deadline_seconds)
             content = ContentKeeper(
                 LocalContentStore(settings.resolved_content_dir),
                 storage=storage,
                 provider=provider,
-                hub=hub,
+                tasks=tasks,
                 retention_s=settings.content_retention_days * 86400,
                 sweep_interval_s=settings.content_sweep_interval_seconds,
             )
             supervisor = Supervisor(
                 storage=storage,
                 provider=provider,
-                hub=hub,
+                tasks=tasks,
                 actor_config=dataclasses.replace(actor_config(settings), content=content),
                 intensity=RestartIntensity(
                     max_restarts=settings.actor_max_restarts,
@@ -117,6 +120,8 @@ async def open_runtime(settings: Settings, storage: Storage) -> AsyncIterator[Ru
                 resumed: int = await actors.start(supervisor.run)
                 actors.start_soon(Relay(storage, hub, supervisor).run, name="event relay")
                 actors.start_soon(content.sweep_forever, name="content retention sweep")
-                yield Runtime(provider, hub, supervisor, base_url, resumed, content, provider.stats)
+                yield Runtime(
+                    provider, hub, supervisor, base_url, resumed, content, tasks, provider.stats
+                )
                 actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

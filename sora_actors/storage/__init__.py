@@ -4,9 +4,10 @@ Callers get `Storage` from `open_storage` and call whole units of work on it; th
 see a connection, a transaction or a driver's exception.
 """
 
+from ..lifecycle import TERMINAL_STATUSES
 from .errors import Conflict, DatabaseInUse, SchemaTooNew, StorageError, StorageUnavailable
 from .migrations import latest_version
-from .records import TERMINAL_STATUSES, Activity, ContentRecord, NewTask, Task, TaskPage, User
+from .records import Activity, ContentRecord, NewTask, Task, TaskPage, User
 from .store import Storage, open_storage
 from .tasks import StaleTask
 

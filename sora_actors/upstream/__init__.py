@@ -7,7 +7,7 @@ a compatible gateway, the simulator or `MemoryProvider`) is configuration.
 from .config import AuthStyle, RetryPolicy, UpstreamConfig
 from .engine import DurationDistribution, FaultRates, KeyLimits, SimulatorConfig
 from .limiter import Limiter
-from .mapping import map_model, map_seconds, normalize_status
+from .mapping import is_policy_code, map_model, map_seconds, may_have_created, normalize_status
 from .memory import MemoryProvider
 from .openai_compat import OpenAICompatProvider
 from .provider import (
@@ -15,6 +15,7 @@ from .provider import (
     ErrorKind,
     ImageInput,
     JobPage,
+    OnSend,
     Provider,
     SubmitRequest,
     UpstreamError,
@@ -33,6 +34,7 @@ __all__ = [
     "KeyLimits",
     "Limiter",
     "MemoryProvider",
+    "OnSend",
     "OpenAICompatProvider",
     "Provider",
     "RetryPolicy",
@@ -42,7 +44,9 @@ __all__ = [
     "UpstreamError",
     "UpstreamJob",
     "UpstreamStatus",
+    "is_policy_code",
     "map_model",
     "map_seconds",
+    "may_have_created",
     "normalize_status",
 ]
