@@ -533,3 +533,24 @@ async def test_a_task_waiting_for_a_job_slot_is_sent_at_once_after_a_restart(
         sent = await storage.tasks.get(video_id)
         assert sent is not None and sent.external_video_id is not None
         assert engine.creates_by_key["memory"] == 2  # one upstream job per task
+
+
+async def test_a_lost_submission_is_found_with_the_providers_own_model_map(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The create reached the upstream but its answer was lost; the provider sends
+    "sora-2-pro" as "sora-2-custom". The restarted actor finds the job by the name the
+    provider sent (not the default map's) and adopts it: one upstream job, no resubmission."""
+    provider = MemoryProvider(
+        SimulatorConfig(durations=FIXED, seed=7), model_map={"sora-2-pro": "sora-2-custom"}
+    )
+    async with running(sqlite_url, config=ActorConfig(submit_settle_s=20), provider=provider) as h:
+        h.provider.crash["submit-after"] = _once()
+        task, _ = await h.tasks.accept(h.user_id, Order("a custom model", model="sora-2-pro"))
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED", done
+        assert h.provider.inner.creates == 1
+        assert [name for name, _ in h.provider.calls].count("submit") == 1
+        assert any(name == "list" for name, _ in h.provider.calls)
+        job = await provider.get(done.external_video_id or "")
+        assert job.model == "sora-2-custom"
