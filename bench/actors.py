@@ -22,10 +22,10 @@ from measure import percentile, rss_kib, sample_lag
 
 from sora_actors.garbage import collecting
 from sora_actors.hub import Hub
-from sora_actors.lifecycle import new_task
 from sora_actors.storage import Activity, open_storage
 from sora_actors.supervisor import Supervisor
 from sora_actors.task import ActorConfig
+from sora_actors.task_service import Order, TaskService
 from sora_actors.upstream.fake import MemoryProvider, SimulatorConfig
 
 
@@ -37,16 +37,14 @@ async def main(
             f"bench-{uuid.uuid4().hex[:6]}", None, "x", Activity("register")
         )
         print(f"creating {actors} tasks ...", flush=True)
+        service = TaskService(storage, Hub())  # no supervisor yet: accepted, not started
         tasks = []
         for i in range(actors):
-            task, _ = await storage.tasks.create(
-                new_task(user.id, f"bench {i}"),
-                Activity("task_create", user.id),
-            )
+            task, _ = await service.accept(user.id, Order(f"bench {i}"))
             tasks.append(task)
         provider = MemoryProvider(SimulatorConfig(seed=1))
         supervisor = Supervisor(
-            storage=storage, provider=provider, hub=Hub(), actor_config=ActorConfig()
+            storage=storage, provider=provider, tasks=service, actor_config=ActorConfig()
         )
         lag: list[float] = []
         stop = trio.Event()

@@ -24,10 +24,10 @@ from pathlib import Path  # noqa: E402
 import trio  # noqa: E402
 
 from sora_actors.hub import Hub  # noqa: E402
-from sora_actors.lifecycle import new_task  # noqa: E402
 from sora_actors.storage import Activity, open_storage  # noqa: E402
 from sora_actors.supervisor import Supervisor  # noqa: E402
 from sora_actors.task import ActorConfig  # noqa: E402
+from sora_actors.task_service import Order, TaskService  # noqa: E402
 from sora_actors.upstream.fake import MemoryProvider, SimulatorConfig  # noqa: E402
 
 
@@ -36,18 +36,19 @@ async def prepare(url: str, count: int) -> None:
         user = await storage.accounts.create_user(
             f"resume-{uuid.uuid4().hex[:6]}", None, "x", Activity("register")
         )
+        service = TaskService(storage, Hub())  # no supervisor: accepted, left to resume
         for i in range(count):
-            await storage.tasks.create(
-                new_task(user.id, f"resume {i}"),
-                Activity("task_create", user.id),
-            )
+            await service.accept(user.id, Order(f"resume {i}"))
 
 
 async def resume(url: str, count: int) -> None:
     async with open_storage(url) as storage:
         provider = MemoryProvider(SimulatorConfig(seed=1))
         supervisor = Supervisor(
-            storage=storage, provider=provider, hub=Hub(), actor_config=ActorConfig()
+            storage=storage,
+            provider=provider,
+            tasks=TaskService(storage, Hub()),
+            actor_config=ActorConfig(),
         )
         async with trio.open_nursery() as nursery:
             resumed = await nursery.start(supervisor.run)

@@ -213,10 +213,10 @@ async def client_main(plan: dict[str, Any]) -> None:
 async def server_main(args: argparse.Namespace) -> None:
     from sora_actors.http.security import Tokens
     from sora_actors.hub import TaskEvent
-    from sora_actors.lifecycle import Phase, new_task
     from sora_actors.server import Running, run_server
     from sora_actors.settings import load
     from sora_actors.storage import Activity
+    from sora_actors.task_service import Order
 
     folder = Path(tempfile.mkdtemp(prefix="bench-ws-"))
     settings = load(
@@ -242,14 +242,14 @@ async def server_main(args: argparse.Namespace) -> None:
         token, _ = Tokens(settings.jwt_secret, 86400).issue(user_id, "bench")
         print(f"creating {args.connections} tasks ...", flush=True)
         tasks = []
+        runtime = services.runtime
         for _ in range(args.connections):
-            # Stored as already ended, so that no actor picks them up (the supervisor claims
-            # every unfinished task): the only events are the synthetic ones below.
-            new = dataclasses.replace(
-                new_task(user_id, "bench"), status="CANCELLED", phase=Phase.CANCELLED.value
-            )
-            task, _ = await services.storage.tasks.create(new, Activity("bench", user_id))
-            tasks.append(task)
+            # Cancelled at once (before their actors send anything upstream), so that the only
+            # events during the measurement are the synthetic ones below.
+            task, _ = await runtime.tasks.accept(user_id, Order("bench"))
+            outcome = await runtime.supervisor.cancel(task.video_id, Activity("bench", user_id))
+            assert outcome is not None and outcome.cancelled
+            tasks.append(outcome.task)
         plan = folder / "plan.json"
         url = running.url.replace("http://", "ws://") + "/ws"
         plan.write_text(

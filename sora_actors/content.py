@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 import trio
 
 from .clock import wall_ms
-from .hub import Hub, TaskEvent
 from .storage import (
     ContentRecord,
     Fault,
@@ -42,6 +41,7 @@ from .storage import (
     Task,
     classify,
 )
+from .task_service import TaskService
 from .upstream import ContentVariant, ErrorKind, Provider, UpstreamError
 
 if TYPE_CHECKING:
@@ -261,14 +261,14 @@ class ContentKeeper:
         *,
         storage: Storage,
         provider: Provider,
-        hub: Hub,
+        tasks: TaskService,
         retention_s: float = 0.0,
         sweep_interval_s: float = 3600.0,
     ) -> None:
         self.store = store
         self._storage = storage
         self._provider = provider
-        self._hub = hub
+        self._tasks = tasks
         self._retention_s = retention_s
         self._sweep_interval_s = sweep_interval_s
         self._locks = _KeyedLocks()
@@ -381,14 +381,11 @@ class ContentKeeper:
         except UpstreamError as error:
             if error.kind is not ErrorKind.NOT_FOUND:
                 raise
-            expired = await self._storage.content.expire(task.video_id, wall_ms())
-            if expired is not None:
-                self._hub.publish(TaskEvent(expired, "the video's copy is gone"))
+            await self._tasks.content_expired(task.video_id, "the video's copy is gone")
             raise ContentGone(task.video_id) from error
-        restored = await self._storage.content.restore(task.video_id, variants, wall_ms())
+        restored = await self._tasks.content_restored(task.video_id, variants)
         if restored is None:
             raise ContentGone(task.video_id)
-        self._hub.publish(TaskEvent(restored, "the video was copied again"))
         return restored
 
     # -- retention ----------------------------------------------------------------------
@@ -411,12 +408,11 @@ class ContentKeeper:
                     # sweep finds again, never a row that outlives its files unnoticed.
                     for variant in VARIANTS:
                         await self.store.delete(content_key(task.video_id, variant))
-                    expired = await self._storage.content.expire(task.video_id, wall_ms())
+                    expired = await self._tasks.content_expired(
+                        task.video_id, "the video's copy was removed (retention)"
+                    )
                 if expired is not None:
                     removed += 1
-                    self._hub.publish(
-                        TaskEvent(expired, "the video's copy was removed (retention)")
-                    )
             if len(due) < 500:
                 return removed
 

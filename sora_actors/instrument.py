@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Self, TypeVar
 
-from .upstream import ContentVariant, JobPage, Provider, SubmitRequest, UpstreamError, UpstreamJob
+from .upstream import (
+    ContentVariant,
+    JobPage,
+    OnSend,
+    Provider,
+    SubmitRequest,
+    UpstreamError,
+    UpstreamJob,
+)
 
 T = TypeVar("T")
 
@@ -55,8 +63,8 @@ class CountingProvider:
             self._errors[error.kind.value] += 1
             raise
 
-    async def submit(self, request: SubmitRequest) -> UpstreamJob:
-        return await self._counted("submit", self.inner.submit(request))
+    async def submit(self, request: SubmitRequest, *, on_send: OnSend | None = None) -> UpstreamJob:
+        return await self._counted("submit", self.inner.submit(request, on_send=on_send))
 
     async def get(self, job_id: str) -> UpstreamJob:
         return await self._counted("get", self.inner.get(job_id))
@@ -73,11 +81,16 @@ class CountingProvider:
                 self._errors[error.kind.value] += 1
                 raise
 
-    async def remix(self, job_id: str, prompt: str) -> UpstreamJob:
-        return await self._counted("remix", self.inner.remix(job_id, prompt))
+    async def remix(
+        self, job_id: str, prompt: str, *, on_send: OnSend | None = None
+    ) -> UpstreamJob:
+        return await self._counted("remix", self.inner.remix(job_id, prompt, on_send=on_send))
 
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
         return await self._counted("list_jobs", self.inner.list_jobs(after, limit))
+
+    async def find_jobs(self, request: SubmitRequest, *, pages: int = 3) -> list[UpstreamJob]:
+        return await self._counted("find_jobs", self.inner.find_jobs(request, pages=pages))
 
     def forget(self, job_id: str) -> None:
         self.inner.forget(job_id)

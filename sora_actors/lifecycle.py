@@ -1,8 +1,8 @@
-"""The task state machine, as a table.
+"""The task's states, as a table: phases, public statuses, the terminal set, error codes.
 
-A task's ``phase`` is the actor's state; its public ``status`` (the contract's QUEUED,
-PROCESSING, COMPLETED, FAILED, CANCELLED) follows from the phase. Every change goes through
-`transition`, which refuses a move the table does not list.
+A task's ``phase`` is the actor's state; its public ``status`` (the contract's five
+`Status` values) follows from the phase. Every change goes through `transition`, which
+refuses a move the table does not list.
 
     ACCEPTED ──> SUBMITTING ──> POLLING ──> FETCHING ──> COMPLETED
         │            │  ▲ │        │  ▲         │
@@ -11,15 +11,25 @@ PROCESSING, COMPLETED, FAILED, CANCELLED) follows from the phase. Every change g
 
 SUBMITTING -> ACCEPTED is the one way back: after a crash mid-submission, when the upstream
 provably never saw the job, the task is submitted again (see `task.py`).
+
+This module imports nothing of sora_actors: storage, the http layer and the command-line
+client all take the status names from here, so each is spelled once.
 """
 
 from __future__ import annotations
 
 import enum
-import uuid
 from typing import Any
 
-from .storage import NewTask
+
+class Status(enum.StrEnum):
+    """The public status clients see (REST, WebSocket, the command line)."""
+
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
 
 class Phase(enum.StrEnum):
@@ -32,14 +42,14 @@ class Phase(enum.StrEnum):
     CANCELLED = "CANCELLED"
 
 
-PUBLIC_STATUS: dict[Phase, str] = {
-    Phase.ACCEPTED: "QUEUED",
-    Phase.SUBMITTING: "QUEUED",
-    Phase.POLLING: "PROCESSING",
-    Phase.FETCHING: "PROCESSING",
-    Phase.COMPLETED: "COMPLETED",
-    Phase.FAILED: "FAILED",
-    Phase.CANCELLED: "CANCELLED",
+PUBLIC_STATUS: dict[Phase, Status] = {
+    Phase.ACCEPTED: Status.QUEUED,
+    Phase.SUBMITTING: Status.QUEUED,
+    Phase.POLLING: Status.PROCESSING,
+    Phase.FETCHING: Status.PROCESSING,
+    Phase.COMPLETED: Status.COMPLETED,
+    Phase.FAILED: Status.FAILED,
+    Phase.CANCELLED: Status.CANCELLED,
 }
 
 _ENDINGS = frozenset({Phase.FAILED, Phase.CANCELLED})
@@ -55,23 +65,11 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
 }
 
 TERMINAL = frozenset(phase for phase, nexts in TRANSITIONS.items() if not nexts)
-
-
-def new_task(user_id: str, prompt: str, **fields: Any) -> NewTask:
-    """A task in its first state, with the API's defaults for what ``fields`` leaves out."""
-    defaults: dict[str, Any] = {
-        "video_id": f"video_{uuid.uuid4()}",
-        "model": "sora-2",
-        "size": "720x1280",
-        "duration": 4,
-    }
-    return NewTask(
-        user_id=user_id,
-        prompt=prompt,
-        status=PUBLIC_STATUS[Phase.ACCEPTED],
-        phase=Phase.ACCEPTED.value,
-        **{**defaults, **fields},
-    )
+# The same split in public terms, as plain strings (what storage stores and filters on).
+TERMINAL_STATUSES: frozenset[str] = frozenset(PUBLIC_STATUS[phase].value for phase in TERMINAL)
+UNFINISHED_STATUSES: tuple[str, ...] = tuple(
+    status.value for status in Status if status.value not in TERMINAL_STATUSES
+)
 
 
 class IllegalTransition(Exception):
@@ -83,7 +81,7 @@ def transition(current: str, target: Phase, **changes: Any) -> dict[str, Any]:
     here = Phase(current)
     if target not in TRANSITIONS[here]:
         raise IllegalTransition(f"{here} -> {target} is not in the state table")
-    return {"phase": target.value, "status": PUBLIC_STATUS[target], **changes}
+    return {"phase": target.value, "status": PUBLIC_STATUS[target].value, **changes}
 
 
 class ErrorCode(enum.StrEnum):

@@ -25,6 +25,7 @@ from .settings import Settings
 from .storage import Storage
 from .supervisor import LeaseConfig, RestartIntensity, Supervisor
 from .task import ActorConfig
+from .task_service import TaskService
 from .upstream import Limiter, OpenAICompatProvider, UpstreamConfig
 from .upstream.fake import SimulatorConfig, serve_simulator
 
@@ -45,6 +46,7 @@ class Runtime:
     upstream_url: str
     resumed: int
     content: ContentKeeper
+    tasks: TaskService
 
 
 def actor_config(settings: Settings) -> ActorConfig:
@@ -105,18 +107,19 @@ async def open_runtime(
                 queue_size=settings.ws_send_queue_size,
                 stuck_seconds=settings.ws_stuck_seconds,
             )
+            tasks = TaskService(storage, hub, deadline_s=settings.task_deadline_seconds)
             content = ContentKeeper(
                 LocalContentStore(settings.resolved_content_dir),
                 storage=storage,
                 provider=provider,
-                hub=hub,
+                tasks=tasks,
                 retention_s=settings.content_retention_days * 86400,
                 sweep_interval_s=settings.content_sweep_interval_seconds,
             )
             supervisor = Supervisor(
                 storage=storage,
                 provider=provider,
-                hub=hub,
+                tasks=tasks,
                 actor_config=dataclasses.replace(actor_config(settings), content=content),
                 intensity=RestartIntensity(
                     max_restarts=settings.actor_max_restarts,
@@ -147,6 +150,7 @@ async def open_runtime(
                     upstream_url=base_url,
                     resumed=resumed,
                     content=content,
+                    tasks=tasks,
                 )
                 actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

@@ -6,9 +6,9 @@ ACTOR_CRASH_LOOP instead of looping; other actors and the server never notice. A
 outage is not the actor's fault: it is retried with backoff and does not count.
 
 Commands reach an actor through its mailbox. When no actor runs for a task here (it has
-ended, is between restarts, or belongs elsewhere) a cancel is applied to the database
-directly; the conditional update (same ``seq``, not terminal) makes the race with an actor
-end in exactly one terminal state either way.
+ended, is between restarts, or belongs elsewhere) the task service ends it directly; its
+conditional update (same ``seq``, not terminal) makes the race with an actor end in exactly
+one terminal state either way.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import trio
 
 from .backoff import Backoff
 from .clock import wall_ms
-from .hub import Hub, TaskEvent
 from .ledger import PollLedger
-from .lifecycle import ErrorCode, Phase, transition
+from .lifecycle import ErrorCode
 from .storage import Activity, StaleTask, Storage, StorageUnavailable, Task, classify
-from .task import ActorConfig, Cancel, CancelOutcome, Command, LeaseLost, TaskActor
+from .task import ActorConfig, Cancel, Command, LeaseLost, TaskActor
+from .task_service import CancelOutcome, TaskService
 from .upstream import Provider
 
 log = logging.getLogger("sora_actors.supervisor")
@@ -79,21 +79,20 @@ class Supervisor:
     MAILBOX_SIZE = 8
     # A database that is unavailable or full: retried after 5 s, doubling up to a minute.
     OUTAGE_BACKOFF = Backoff(5.0, 60.0)
-    CANCEL_ATTEMPTS = 5
 
     def __init__(
         self,
         *,
         storage: Storage,
         provider: Provider,
-        hub: Hub,
+        tasks: TaskService,
         actor_config: ActorConfig,
         intensity: RestartIntensity | None = None,
         lease: LeaseConfig | None = None,
     ) -> None:
         self._storage = storage
         self._provider = provider
-        self._hub = hub
+        self._tasks = tasks
         self._actor_config = actor_config
         self._intensity = intensity or RestartIntensity()
         self._mailboxes: dict[str, trio.MemorySendChannel[Command]] = {}
@@ -105,6 +104,7 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self._crashes = 0
         self.ledger = PollLedger(storage)
+        tasks.run_with(self)  # the tasks it accepts start here
 
     @property
     def owner(self) -> str | None:
@@ -304,7 +304,7 @@ class Supervisor:
                     current,
                     storage=self._storage,
                     provider=self._provider,
-                    hub=self._hub,
+                    tasks=self._tasks,
                     config=self._actor_config,
                     mailbox=mailbox,
                     ledger=self.ledger,
@@ -351,42 +351,9 @@ class Supervisor:
 
     async def _give_up(self, video_id: str) -> None:
         log.error("task %s crashed too often; marking it failed", video_id)
-        message = "the task's actor kept crashing; it was stopped"
-        await self._end_in_database(
-            video_id,
-            Phase.FAILED,
-            message,
-            Activity("task_failed", None, {"videoId": video_id, "code": "ACTOR_CRASH_LOOP"}),
-            error_code=ErrorCode.ACTOR_CRASH_LOOP.value,
-            error_message=message,
+        await self._tasks.fail_unowned(
+            video_id, ErrorCode.ACTOR_CRASH_LOOP, "the task's actor kept crashing; it was stopped"
         )
-
-    async def _end_in_database(
-        self,
-        video_id: str,
-        target: Phase,
-        message: str,
-        activity: Activity,
-        **changes: object,
-    ) -> CancelOutcome | None:
-        """Move a task that no actor drives here to a terminal phase (CAS with retries)."""
-        for _ in range(self.CANCEL_ATTEMPTS):
-            task = await self._storage.tasks.get(video_id)
-            if task is None:
-                return None
-            if task.terminal:
-                return CancelOutcome(task, cancelled=False)
-            try:
-                ended = await self._storage.tasks.change(
-                    task,
-                    activity,
-                    **transition(task.phase, target, completed_at=wall_ms(), **changes),
-                )
-            except StaleTask:
-                continue
-            self._hub.publish(TaskEvent(ended, message))
-            return CancelOutcome(ended, cancelled=True)
-        raise StaleTask(video_id)
 
     async def cancel(self, video_id: str, reason: Activity) -> CancelOutcome | None:
         """Cancel a task; None when it does not exist. Ends in exactly one terminal state."""
@@ -402,7 +369,7 @@ class Supervisor:
                     return await reply_receive.receive()
                 except trio.EndOfChannel:
                     pass  # the actor crashed or stopped while handling it: fall through
-        outcome = await self._end_in_database(video_id, Phase.CANCELLED, "cancelled", reason)
+        outcome = await self._tasks.cancel_unowned(video_id, reason)
         if outcome is not None and outcome.cancelled:
             self._stop(video_id)  # an actor still busy here must not act on it any more
         return outcome

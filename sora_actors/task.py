@@ -1,16 +1,20 @@
 """The task actor: one Trio task per unfinished video task.
 
-It owns the task's state machine (`lifecycle`), its polling loop and a mailbox. Every step
-persists first (one unit of work, ``seq`` + 1) and announces second, so a client never
-hears of something a crash could take back.
+It owns the task's state machine (`lifecycle`), its polling loop and a mailbox.
+
+Every change goes through the task service (`task_service`), which persists it first (one
+unit of work, ``seq`` + 1) and announces it second, so a client never hears of something a
+crash could take back.
 
 Submission safety. The upstream has no idempotency key: a create retried after a timeout
 can start (and bill) a second job. So the actor stores its intent (phase SUBMITTING,
-``submit_started_at``) before calling create and the upstream id right after. A task found
-in SUBMITTING without an id (a crash, a cancellation or an ambiguous create in between) is
-never submitted blindly again. The actor lists the upstream's recent jobs and adopts the
-one with the same prompt, model, size and length that no other task holds. If there is
-none, it waits until the intent is older than ``submit_settle_s`` (a create still in
+``submit_started_at``) when the create is about to leave (after any wait for a local job
+slot: a task still waiting there was never sent, and after a restart goes out at once) and
+the upstream id right after. A task found in SUBMITTING without an id (a crash, a
+cancellation or an ambiguous create in between) is never submitted blindly again. The
+provider finds the upstream jobs the create may have made (`Provider.find_jobs`, with the
+model and length mapping it submits with) and the actor adopts the one no other task holds.
+If there is none, it waits until the intent is older than ``submit_settle_s`` (a create still in
 flight at the upstream must have landed by then) and looks again; only then, the upstream
 having provably never seen the job, does it go back to ACCEPTED and submit again. A
 provider that cannot list fails the task with SUBMISSION_UNCERTAIN (retryable) instead.
@@ -31,21 +35,21 @@ import trio
 from .backoff import Backoff
 from .clock import wall_ms
 from .content import ContentKeeper, ContentStoreFull
-from .hub import Hub, TaskEvent
 from .ledger import PollLedger
-from .lifecycle import RETRYABLE, ErrorCode, Phase, transition
+from .lifecycle import ErrorCode, Phase
 from .polling import PollingPolicy, SteppedSchedule
 from .storage import Activity, Storage, Task
+from .task_service import CancelOutcome, TaskService
 from .upstream import (
     ErrorKind,
     ImageInput,
+    OnSend,
     Provider,
     SubmitRequest,
     UpstreamError,
     UpstreamJob,
     UpstreamStatus,
-    map_model,
-    map_seconds,
+    is_policy_code,
 )
 
 log = logging.getLogger("sora_actors.task")
@@ -79,14 +83,6 @@ class ActorConfig:
     space_expiry_margin_s: float = 30.0
 
 
-@dataclass(frozen=True)
-class CancelOutcome:
-    """The task after a cancel request; ``cancelled`` is False when it had already ended."""
-
-    task: Task
-    cancelled: bool
-
-
 @dataclass
 class Cancel:
     """Mailbox command: cancel the task. The reply goes back on ``reply``."""
@@ -114,7 +110,7 @@ class TaskActor:
         *,
         storage: Storage,
         provider: Provider,
-        hub: Hub,
+        tasks: TaskService,
         config: ActorConfig,
         mailbox: trio.MemoryReceiveChannel[Command],
         ledger: PollLedger,
@@ -123,7 +119,7 @@ class TaskActor:
         self.task = task
         self._storage = storage
         self._provider = provider
-        self._hub = hub
+        self._tasks = tasks
         self._config = config
         self._mailbox = mailbox
         self._ledger = ledger
@@ -221,26 +217,14 @@ class TaskActor:
         activity: Activity | None = None,
         **changes: Any,
     ) -> None:
-        """Persist a transition (seq + 1), then announce it."""
-        self.task = await self._storage.tasks.change(
-            self.task, activity, **transition(self.task.phase, target, **changes)
+        """One step along the state table, through the task service."""
+        self.task = await self._tasks.advance(
+            self.task, target, message, activity=activity, **changes
         )
-        self._hub.publish(TaskEvent(self.task, message))
 
     async def _fail(self, code: ErrorCode, message: str) -> None:
         log.info("task %s failed: %s %s", self.task.video_id, code, message)
-        await self._commit(
-            Phase.FAILED,
-            message,
-            activity=Activity(
-                "task_failed",
-                self.task.user_id,
-                {"videoId": self.task.video_id, "code": code.value, "retryable": code in RETRYABLE},
-            ),
-            error_code=code.value,
-            error_message=message,
-            completed_at=wall_ms(),
-        )
+        self.task = await self._tasks.fail(self.task, code, message)
 
     # -- submitting -------------------------------------------------------------------
 
@@ -266,6 +250,38 @@ class TaskActor:
         )
 
     async def _submit(self) -> None:
+        # Waiting for a job slot must not outlive the task: past the deadline the next step
+        # fails it (a create cut off mid-flight is looked up like any lost one).
+        # Only the upstream call is timed: a Trio timer armed around database I/O would let
+        # a virtual clock jump to it, so the deadline is lifted while the intent is stored.
+        job: UpstreamJob | None = None
+        try:
+            send = await self._prepare_send()
+            with trio.move_on_at(self._deadline) as timer:
+
+                async def store_intent() -> None:
+                    timer.deadline = math.inf
+                    try:
+                        await self._store_intent()
+                    finally:
+                        timer.deadline = self._deadline
+
+                job = await send(store_intent)
+        except UpstreamError as error:
+            await self._submit_failed(error)
+            return
+        if job is None:
+            return
+        await self._store_intent()  # (stored already, unless the provider skipped on_send)
+        await self._adopt(job, "submitted")
+        await self._wait(self._config.policy.first_delay())
+
+    async def _store_intent(self) -> None:
+        """The create is about to leave: SUBMITTING, from now on a restart looks it up
+        before sending it again. Once per submission (a create the provider retries after
+        a definite refusal is the same intent)."""
+        if self.task.phase != Phase.ACCEPTED:
+            return
         now = wall_ms()
         await self._commit(
             Phase.SUBMITTING,
@@ -274,51 +290,37 @@ class TaskActor:
             started_at=self.task.started_at or now,
         )
         self._settle_at = trio.current_time() + self._config.submit_settle_s
-        # Waiting for a job slot must not outlive the task: past the deadline the next step
-        # fails it (a create cut off mid-flight is looked up like any lost one).
-        # (Only the upstream call is timed: a Trio timer armed around database I/O would let
-        # a virtual clock jump to it.)
-        job: UpstreamJob | None = None
-        try:
-            send = await self._prepare_send()
-            with trio.move_on_at(self._deadline):
-                job = await send()
-        except UpstreamError as error:
-            await self._submit_failed(error)
-            return
-        if job is None:
-            return
-        await self._adopt(job, "submitted")
-        await self._wait(self._config.policy.first_delay())
 
-    async def _prepare_send(self) -> Callable[[], Awaitable[UpstreamJob]]:
+    async def _prepare_send(self) -> Callable[[OnSend], Awaitable[UpstreamJob]]:
         """The create call, ready to go: a remix of the source task's upstream job, else a
         new job (its inputs are read from storage here, before any timer is armed)."""
         source_id = self.task.remixed_from_video_id
         if source_id is None:
             request = await self._request()
-            return lambda: self._provider.submit(request)
+            return lambda on_send: self._provider.submit(request, on_send=on_send)
         source = await self._storage.tasks.get(source_id)
         if source is None or source.external_video_id is None:
             raise UpstreamError(
                 ErrorKind.INVALID_REQUEST, f"the remixed task {source_id} has no upstream job"
             )
         target = source.external_video_id
-        return lambda: self._provider.remix(target, self.task.prompt)
+        return lambda on_send: self._provider.remix(target, self.task.prompt, on_send=on_send)
 
     async def _submit_failed(self, error: UpstreamError) -> None:
         kind = error.kind
         if kind is ErrorKind.AMBIGUOUS_CREATE:
             log.warning("task %s: create outcome unknown (%s)", self.task.video_id, error)
+            await self._store_intent()  # (stored already, unless the provider skipped on_send)
             return  # stay in SUBMITTING: the next step looks the job up
         if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT, ErrorKind.TIMEOUT):
             # A definite "not created": safe to try again later.
-            await self._commit(
-                Phase.ACCEPTED, f"upstream busy: {error.message}", submit_started_at=None
-            )
+            if self.task.phase == Phase.SUBMITTING:
+                await self._commit(
+                    Phase.ACCEPTED, f"upstream busy: {error.message}", submit_started_at=None
+                )
             await self._wait(max(self._config.resubmit_delay_s, error.retry_after_s or 0.0))
             return
-        await self._fail(*_failure_for(error))
+        await self._fail(*failure_for(error))
 
     async def _adopt(self, job: UpstreamJob, how: str) -> None:
         await self._commit(
@@ -356,23 +358,10 @@ class TaskActor:
     async def _lookup(self) -> UpstreamJob | None:
         """The upstream job this task created, if the upstream lists one."""
         task = self.task
-        model = map_model(task.model)
-        seconds = map_seconds(task.duration)
-        candidates: list[UpstreamJob] = []
-        after: str | None = None
-        for _ in range(self._config.lookup_pages):
-            page = await self._provider.list_jobs(after=after, limit=100)
-            candidates += [
-                job
-                for job in page.jobs
-                if job.prompt == task.prompt
-                and (job.model in (None, model, task.model))
-                and (job.size in (None, task.size))
-                and (job.seconds in (None, seconds, str(task.duration)))
-            ]
-            if not page.has_more or page.last_id is None:
-                break
-            after = page.last_id
+        wanted = SubmitRequest(
+            prompt=task.prompt, model=task.model, size=task.size, seconds=task.duration
+        )
+        candidates = await self._provider.find_jobs(wanted, pages=self._config.lookup_pages)
         if not candidates:
             return None
         taken = await self._storage.tasks.claimed_external_ids([job.id for job in candidates])
@@ -400,7 +389,7 @@ class TaskActor:
                 await self._fail(ErrorCode.UPSTREAM_JOB_LOST, "the upstream lost track of the job")
                 return
             if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
-                await self._fail(*_failure_for(error))
+                await self._fail(*failure_for(error))
                 return
             await self._record_poll()
             await self._wait(
@@ -437,13 +426,8 @@ class TaskActor:
                 **polled,
             )
         elif job.status is UpstreamStatus.COMPLETED or job.status is UpstreamStatus.FAILED:
-            code = (
-                ErrorCode.CONTENT_POLICY
-                if _is_moderation(job.error_code)
-                else ErrorCode.UPSTREAM_FAILED
-            )
             await self._record_poll()
-            await self._fail(code, job.error_message or "the upstream job failed")
+            await self._fail(*job_failure(job))
         elif job.status is UpstreamStatus.CANCELLED:
             await self._record_poll()
             await self._fail(ErrorCode.UPSTREAM_FAILED, "the upstream cancelled the job")
@@ -492,7 +476,7 @@ class TaskActor:
             )
             return
         if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
-            await self._fail(*_failure_for(error))
+            await self._fail(*failure_for(error))
             return
         if not error.retryable:
             await self._fail(
@@ -569,11 +553,14 @@ def _ms(unix_seconds: float | None) -> int | None:
     return None if unix_seconds is None else math.floor(unix_seconds * 1000)
 
 
-def _is_moderation(code: str | None) -> bool:
-    return code is not None and ("moderation" in code or "policy" in code)
+def job_failure(job: UpstreamJob) -> tuple[ErrorCode, str]:
+    """Why a task fails whose upstream job ended failed (or completed with an error)."""
+    code = ErrorCode.CONTENT_POLICY if is_policy_code(job.error_code) else ErrorCode.UPSTREAM_FAILED
+    return code, job.error_message or "the upstream job failed"
 
 
-def _failure_for(error: UpstreamError) -> tuple[ErrorCode, str]:
+def failure_for(error: UpstreamError) -> tuple[ErrorCode, str]:
+    """Why a task fails on an upstream refusal that trying again will not change."""
     kind = error.kind
     if kind is ErrorKind.CONTENT_POLICY:
         return ErrorCode.CONTENT_POLICY, error.message

@@ -33,14 +33,14 @@ from trio_websocket import (
     open_websocket_url,
 )
 
+from ..lifecycle import TERMINAL_STATUSES, Status
 from ..settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:3001"
 EXIT_COMPLETED = 0
 EXIT_UNSUCCESSFUL = 1
 EXIT_ERROR = 2
-STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+STATUSES = tuple(status.value for status in Status)
 HTTP_TIMEOUT_SECONDS = 30.0
 WS_CONNECT_TIMEOUT_SECONDS = 10.0
 WS_RECONNECTS = 5
@@ -280,7 +280,7 @@ async def submit(
         if not watch_progress:
             print(video_id, file=out)
             return EXIT_COMPLETED
-        print(f"{video_id}: {task.get('status', 'QUEUED')}", file=err)
+        print(f"{video_id}: {task.get('status', Status.QUEUED.value)}", file=err)
         final = await watch(base_url, api.token, video_id, Progress(err))
         return await _report(api, final, out, err)
 
@@ -298,7 +298,7 @@ async def _report(api: Api, task: dict[str, Any], out: TextIO, err: TextIO) -> i
     """The end of a watch: the URL on stdout, or why not on stderr."""
     video_id = task["videoId"]
     status = task["status"]
-    if status == "COMPLETED":
+    if status == Status.COMPLETED:
         url = task.get("videoUrl")
         if not url:
             content = await api.call(
@@ -307,7 +307,7 @@ async def _report(api: Api, task: dict[str, Any], out: TextIO, err: TextIO) -> i
             url = content["url"]
         print(_absolute(api.base_url, str(url)), file=out)
         return EXIT_COMPLETED
-    if status == "FAILED":
+    if status == Status.FAILED:
         reason = task.get("errorMessage") or task.get("errorCode") or "no reason given"
         print(f"sora-actors: {video_id} failed: {_one_line(str(reason))}", file=err)
     else:
@@ -362,7 +362,7 @@ async def watch(base_url: str, token: str, video_id: str, progress: Progress) ->
     a ``taskStatus`` snapshot, so nothing that happened in between is missed.
     """
     url = _ws_url(base_url)
-    task: dict[str, Any] = {"videoId": video_id, "status": "QUEUED", "progress": 0}
+    task: dict[str, Any] = {"videoId": video_id, "status": Status.QUEUED.value, "progress": 0}
     failures = 0
     try:
         while True:
@@ -414,7 +414,7 @@ async def _follow(
         elif subscribed and payload.get("videoId") == video_id:
             _apply(task, kind, payload)
             progress.show(task["status"], int(task.get("progress") or 0))
-            if task["status"] in TERMINAL:
+            if task["status"] in TERMINAL_STATUSES:
                 return
 
 
@@ -428,13 +428,13 @@ def _apply(task: dict[str, Any], kind: str | None, payload: dict[str, Any]) -> N
     elif kind == "taskCompleted":
         result = payload.get("result") or {}
         task.update(progress=100, videoUrl=result.get("videoUrl") or task.get("videoUrl"))
-        task["status"] = "COMPLETED"
+        task["status"] = Status.COMPLETED.value
     elif kind == "taskCancelled":
-        task["status"] = "CANCELLED"
+        task["status"] = Status.CANCELLED.value
     elif kind == "taskFailed":
         error = payload.get("error") or {}
         task.update(errorCode=error.get("code"), errorMessage=error.get("message"))
-        task["status"] = "FAILED"
+        task["status"] = Status.FAILED.value
     else:
         return
     if isinstance(seq, int):

@@ -22,7 +22,9 @@ from quart.blueprints import BlueprintSetupState
 
 from ..clock import iso, wall_ms
 from ..content import CONTENT_TYPES, ContentGone, content_key
+from ..lifecycle import Status
 from ..storage import Task
+from ..task_service import Order
 from ..upstream import ErrorKind, UpstreamError
 from . import signing
 from .apidoc import documented
@@ -39,7 +41,7 @@ from .schemas import (
     TaskEnvelope,
 )
 from .signing import SIGNER_KEY, UrlSigner, Verdict
-from .tasks import TaskCreate, _idempotency_key, create_task, owned_task
+from .tasks import create_task, idempotency_key, owned_task
 from .wire import task_wire
 
 blueprint = Blueprint("content", __name__)
@@ -64,7 +66,7 @@ def _signer() -> UrlSigner:
 
 
 def _require_completed(task: Task) -> None:
-    if task.status != "COMPLETED":
+    if task.status != Status.COMPLETED:
         raise ApiError(
             409,
             "TASK_NOT_COMPLETED",
@@ -198,7 +200,7 @@ class RemixRequest(BaseModel):
 async def remix(video_id: str) -> Response:
     """A new task made from a COMPLETED one with a new prompt (same model, size, length)."""
     caller = await principal()
-    key = _idempotency_key()
+    key = idempotency_key()
     raw = await request.get_json()
     if not isinstance(raw, dict):
         raise ApiError(400, "VALIDATION_ERROR", "body: must be a JSON object")
@@ -211,7 +213,7 @@ async def remix(video_id: str) -> Response:
             400, "VALIDATION_ERROR", f"{first['field']}: {first['message']}", details=details
         ) from None
     source = await owned_task(video_id, caller.user_id)
-    if source.status != "COMPLETED" or source.external_video_id is None:
+    if source.status != Status.COMPLETED or source.external_video_id is None:
         raise ApiError(
             409,
             "TASK_NOT_COMPLETED",
@@ -219,12 +221,10 @@ async def remix(video_id: str) -> Response:
             details={"status": source.status},
         )
     # The remix keeps the source's model, size and length (the upstream does the same).
-    request_body = TaskCreate.model_construct(
-        prompt=body.prompt, model=source.model, size=source.size, duration=source.duration
+    order = Order(
+        body.prompt, source.model, source.size, source.duration, remixed_from=source.video_id
     )
-    task, created = await create_task(
-        caller.user_id, request_body, None, idempotency_key=key, remixed_from=source.video_id
-    )
+    task, created = await create_task(caller.user_id, order, key)
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return ok(task_wire(task), status=201, headers=headers)
 

@@ -8,16 +8,17 @@ the schemathesis test fail, which keeps the document truthful.
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ..lifecycle import Status
 from .models import LoginOut, MeOut, UserOut
 
 T = TypeVar("T")
 
-TaskStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+TaskStatus = Annotated[str, Field(json_schema_extra={"enum": [status.value for status in Status]})]
 
 
 class Out(BaseModel):

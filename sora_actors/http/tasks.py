@@ -1,24 +1,21 @@
 """``/api/video``: create, read, list, cancel tasks and count them.
 
-Reads go straight to storage; anything that changes a task goes through the supervisor
-(and so through the task's actor).
+Reads go straight to storage; anything that changes a task goes through the task service
+(creates) or the supervisor (cancels, which reach the task's actor).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import json
-import uuid
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from quart import Blueprint, Response, request
 
-from ..clock import wall_ms
-from ..lifecycle import Phase
-from ..storage import Activity, Conflict, NewTask, Task
+from ..lifecycle import Status
+from ..storage import Activity, Conflict, Task
+from ..task_service import Image, Order
 from .apidoc import documented
 from .context import client_address, ctx, principal
 from .envelope import ApiError, ok
@@ -39,7 +36,7 @@ MODELS = ("sora-2", "sora-2-pro", "sora_video2")
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 DURATIONS = (4, 5, 8, 10, 12, 15)
 IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
-STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
+STATUSES = tuple(status.value for status in Status)
 MAX_PAGE_SIZE = 100
 _DURATION_ENUM: dict[str, Any] = {"enum": list(DURATIONS)}
 SECONDS_RULE = 'must be a whole number of seconds: in JSON an integer such as 10, not "10" or 10.0'
@@ -178,7 +175,7 @@ def _validate(model: type[CreateModel], fields: dict[str, Any]) -> CreateModel:
         ) from None
 
 
-async def _read_create_request() -> tuple[TaskCreate, tuple[str, str, bytes] | None]:
+async def _read_create_request() -> tuple[TaskCreate, Image | None]:
     """The request and its optional image ``(content_type, filename, bytes)``."""
     limit = ctx().services.settings.max_image_bytes
     if request.mimetype == "multipart/form-data":
@@ -209,21 +206,8 @@ async def _read_create_request() -> tuple[TaskCreate, tuple[str, str, bytes] | N
     return body, (_check_image(data, limit), "reference", data)
 
 
-def _request_hash(body: TaskCreate, image: tuple[str, str, bytes] | None) -> str:
-    canonical = json.dumps(
-        {
-            "prompt": body.prompt,
-            "model": body.model,
-            "size": body.size,
-            "duration": body.duration,
-            "image": hashlib.sha256(image[2]).hexdigest() if image else None,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _idempotency_key() -> str | None:
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key header, checked (None without one)."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -249,39 +233,15 @@ async def owned_task(video_id: str, user_id: str) -> Task:
     return task
 
 
-async def create_task(
-    user_id: str,
-    body: TaskCreate,
-    image: tuple[str, str, bytes] | None,
-    *,
-    idempotency_key: str | None = None,
-    remixed_from: str | None = None,
-) -> tuple[Task, bool]:
-    """Store a task and start its actor; ``(task, created)``."""
-    services = ctx().services
-    supervisor = services.runtime.supervisor
-    video_id = f"video_{uuid.uuid4()}"
-    new = NewTask(
-        video_id=video_id,
-        user_id=user_id,
-        prompt=body.prompt,
-        model=body.model,
-        size=body.size,
-        duration=body.duration,
-        status="QUEUED",
-        phase=Phase.ACCEPTED.value,
-        image=(image[0], image[1], base64.b64encode(image[2]).decode()) if image else None,
-        idempotency_key=idempotency_key,
-        request_hash=_request_hash(body, image) if idempotency_key else None,
-        remixed_from_video_id=remixed_from,
-        deadline_at=wall_ms() + int(services.settings.task_deadline_seconds * 1000),
-        # Created here, run here: no other instance has to discover it.
-        owner=supervisor.owner,
-        lease_expires_at=supervisor.new_lease_until(),
-    )
+async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task, bool]:
+    """Accept a task through the task service (which starts its actor); ``(task, created)``."""
     try:
-        task, created = await services.storage.tasks.create(
-            new, _activity("task_create", user_id, videoId=video_id)
+        return await ctx().services.runtime.tasks.accept(
+            user_id,
+            order,
+            idempotency_key=key,
+            ip=client_address(),
+            user_agent=request.headers.get("User-Agent"),
         )
     except Conflict as clash:
         raise ApiError(
@@ -289,8 +249,6 @@ async def create_task(
             "IDEMPOTENCY_KEY_REUSED",
             "This Idempotency-Key was already used with a different request.",
         ) from clash
-    supervisor.start(task)
-    return task, created
 
 
 @blueprint.post("/tasks")
@@ -311,9 +269,10 @@ async def create_task(
 async def create() -> Response:
     """Create a task (QUEUED); its actor runs it upstream. JSON or multipart/form-data."""
     caller = await principal()
-    key = _idempotency_key()
+    key = idempotency_key()
     body, image = await _read_create_request()
-    task, created = await create_task(caller.user_id, body, image, idempotency_key=key)
+    order = Order(body.prompt, body.model, body.size, body.duration, image=image)
+    task, created = await create_task(caller.user_id, order, key)
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return ok(task_wire(task), status=201, headers=headers)
 

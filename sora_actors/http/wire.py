@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..clock import iso
-from ..lifecycle import RETRYABLE, ErrorCode
+from ..lifecycle import RETRYABLE, ErrorCode, Status
 from ..storage import Task
 from .signing import content_fields
 
@@ -56,7 +56,7 @@ def task_messages(task: Task, message: str | None) -> list[tuple[str, dict[str, 
     """
     base = task_wire(task)
     base["message"] = message
-    if task.status == "COMPLETED":
+    if task.status == Status.COMPLETED:
         completed: dict[str, Any] = {
             **base,
             "status": "completed",
@@ -75,13 +75,13 @@ def task_messages(task: Task, message: str | None) -> list[tuple[str, dict[str, 
                 "processTime": task.completed_at - task.started_at,
             }
         return [("taskCompleted", completed)]
-    if task.status == "FAILED":
+    if task.status == Status.FAILED:
         error = {
-            "code": task.error_code or "FAILED",
+            "code": task.error_code or Status.FAILED.value,
             "message": task.error_message or "the task failed",
             "retryable": bool(base["retryable"]),
         }
         return [("taskFailed", {**base, "status": "failed", "error": error})]
-    if task.status == "CANCELLED":
+    if task.status == Status.CANCELLED:
         return [("taskProgress", base), ("taskCancelled", {**base, "status": "cancelled"})]
     return [("taskProgress", base)]

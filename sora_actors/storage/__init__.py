@@ -4,6 +4,7 @@ Callers get `Storage` from `open_storage` and call whole units of work on it; th
 see a connection, a transaction or a driver's exception.
 """
 
+from ..lifecycle import TERMINAL_STATUSES
 from .errors import (
     Conflict,
     DatabaseInUse,
@@ -15,7 +16,7 @@ from .errors import (
     classify,
 )
 from .migrations import latest_version
-from .records import TERMINAL_STATUSES, Activity, ContentRecord, NewTask, Task, TaskPage, User
+from .records import Activity, ContentRecord, NewTask, Task, TaskPage, User
 from .store import Storage, open_storage
 from .tasks import StaleTask
 

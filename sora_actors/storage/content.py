@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..clock import wall_ms
+from ..lifecycle import Status
 from .database import Database
 from .records import ContentRecord, Task
 from .tables import task_content, video_tasks
@@ -46,7 +47,7 @@ async def _records(conn: Any, video_id: str) -> dict[str, ContentRecord]:
 async def _set_content(conn: Any, video_id: str, values: dict[str, Any]) -> Task | None:
     row = await conn.fetch_one(
         video_tasks.update()
-        .where(_T.video_id == video_id, _T.status == "COMPLETED")
+        .where(_T.video_id == video_id, _T.status == Status.COMPLETED.value)
         .values(**values, seq=_T.seq + 1, updated_at=wall_ms())
         .returning(*video_tasks.c)
     )
@@ -58,7 +59,7 @@ async def _expire(conn: Any, video_id: str, at: int) -> Task | None:
         video_tasks.update()
         .where(
             _T.video_id == video_id,
-            _T.status == "COMPLETED",
+            _T.status == Status.COMPLETED.value,
             _T.content_expired_at.is_(None),
         )
         .values(content_expired_at=at, seq=_T.seq + 1, updated_at=wall_ms())

@@ -11,19 +11,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..lifecycle import UNFINISHED_STATUSES
 from .database import Database
-from .records import Task
+from .records import UNFINISHED_SQL, Task
 from .tables import video_tasks
 
 _T = video_tasks.c
-_UNFINISHED = ("QUEUED", "PROCESSING")
 _RENEW_CHUNK = 500
 
 _CLAIM = """
 UPDATE video_tasks SET owner = :owner, lease_expires_at = :until
 WHERE video_id IN (
     SELECT video_id FROM video_tasks
-    WHERE status IN ('QUEUED', 'PROCESSING')
+    WHERE status IN ({unfinished})
       AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < :now {mine})
     ORDER BY created_at
     LIMIT :limit
@@ -39,6 +39,7 @@ async def _claim(
     sql = _CLAIM.format(
         lock="FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else "",
         mine="OR owner = :owner" if mine else "",
+        unfinished=UNFINISHED_SQL,
     )
     rows = await conn.fetch_all(sql, {"owner": owner, "now": now, "until": until, "limit": limit})
     return sorted((Task.from_row(row) for row in rows), key=lambda task: task.created_at)
@@ -53,7 +54,7 @@ async def _renew(conn: Any, owner: str, video_ids: list[str], until: int) -> set
             .where(
                 _T.owner == owner,
                 _T.video_id.in_(chunk),
-                _T.status.in_(_UNFINISHED),
+                _T.status.in_(UNFINISHED_STATUSES),
             )
             .values(lease_expires_at=until)
             .returning(_T.video_id)

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..lifecycle import TERMINAL_STATUSES, UNFINISHED_STATUSES
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -102,7 +104,8 @@ class Task:
 
 
 _TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+# The unfinished statuses as a SQL list, for the statements written as text.
+UNFINISHED_SQL = ", ".join(f"'{status}'" for status in UNFINISHED_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,15 +15,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..clock import wall_ms
+from ..lifecycle import TERMINAL_STATUSES, UNFINISHED_STATUSES, Status
 from .accounts import insert_activity
 from .database import Database
 from .errors import Conflict
 from .notify import announce
-from .records import TERMINAL_STATUSES, Activity, NewTask, Task, TaskPage
+from .records import UNFINISHED_SQL, Activity, NewTask, Task, TaskPage
 from .tables import task_inputs, video_tasks
 
 _T = video_tasks.c
-STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
 
 
 class StaleTask(Conflict):
@@ -190,7 +190,7 @@ async def _stats(conn: Any, user_id: str) -> dict[str, int]:
         .where(_T.user_id == user_id)
         .group_by(_T.status)
     )
-    counts = dict.fromkeys(STATUSES, 0)
+    counts = dict.fromkeys((status.value for status in Status), 0)
     for row in rows:
         counts[row["status"]] = int(row["n"])
     return counts
@@ -199,7 +199,7 @@ async def _stats(conn: Any, user_id: str) -> dict[str, int]:
 async def _unfinished(conn: Any, limit: int) -> list[Task]:
     rows = await conn.fetch_all(
         sa.select(video_tasks)
-        .where(_T.status.in_(("QUEUED", "PROCESSING")))
+        .where(_T.status.in_(UNFINISHED_STATUSES))
         .order_by(_T.created_at)
         .limit(limit)
     )
@@ -306,7 +306,7 @@ class TaskStore:
 # A task that ended meanwhile keeps the poll count it ended with.
 _RECORD_POLL = (
     "UPDATE video_tasks SET poll_count = poll_count + :n, last_poll_at = :at "
-    "WHERE video_id = :vid AND status IN ('QUEUED', 'PROCESSING')"
+    f"WHERE video_id = :vid AND status IN ({UNFINISHED_SQL})"
 )
 
 

@@ -7,13 +7,14 @@ configuration.
 
 from .config import AuthStyle, RetryPolicy, UpstreamConfig
 from .limiter import Limiter
-from .mapping import map_model, map_seconds, normalize_status
+from .mapping import is_policy_code, map_model, map_seconds, may_have_created, normalize_status
 from .openai_compat import OpenAICompatProvider
 from .provider import (
     ContentVariant,
     ErrorKind,
     ImageInput,
     JobPage,
+    OnSend,
     Provider,
     SubmitRequest,
     UpstreamError,
@@ -28,6 +29,7 @@ __all__ = [
     "ImageInput",
     "JobPage",
     "Limiter",
+    "OnSend",
     "OpenAICompatProvider",
     "Provider",
     "RetryPolicy",
@@ -36,7 +38,9 @@ __all__ = [
     "UpstreamError",
     "UpstreamJob",
     "UpstreamStatus",
+    "is_policy_code",
     "map_model",
     "map_seconds",
+    "may_have_created",
     "normalize_status",
 ]

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .provider import ErrorKind, UpstreamError, UpstreamJob, UpstreamStatus
+from .provider import ErrorKind, SubmitRequest, UpstreamError, UpstreamJob, UpstreamStatus
 
 DEFAULT_MODEL_MAP: Mapping[str, str] = {"sora_video2": "sora-2"}
 OPENAI_SECONDS: tuple[int, ...] = (4, 8, 12)
@@ -52,6 +52,30 @@ def map_seconds(seconds: int | str, allowed: Sequence[int] = OPENAI_SECONDS) -> 
     want = int(seconds)
     best = min(allowed, key=lambda a: (abs(a - want), -a))
     return str(best)
+
+
+def is_policy_code(text: str | None) -> bool:
+    """Whether an error code (or message) says moderation or a content policy refused it."""
+    hay = (text or "").lower()
+    return any(marker in hay for marker in _POLICY_MARKERS)
+
+
+def may_have_created(
+    job: UpstreamJob,
+    request: SubmitRequest,
+    model_map: Mapping[str, str] = DEFAULT_MODEL_MAP,
+    allowed_seconds: Sequence[int] = OPENAI_SECONDS,
+) -> bool:
+    """Whether submitting ``request`` through a provider with these maps may have created
+    ``job``: the same prompt, and model, size and length as sent (or as asked, or not
+    echoed by the upstream)."""
+    return (
+        job.prompt == request.prompt
+        and job.model in (None, map_model(request.model, model_map), request.model)
+        and job.size in (None, request.size)
+        and job.seconds
+        in (None, map_seconds(request.seconds, allowed_seconds), str(request.seconds))
+    )
 
 
 def normalize_status(raw: object) -> UpstreamStatus:
@@ -188,9 +212,7 @@ def classify_error(
     elif status == 401:
         kind = ErrorKind.AUTH
     elif status == 403:
-        kind = (
-            ErrorKind.CONTENT_POLICY if any(m in hay for m in _POLICY_MARKERS) else ErrorKind.QUOTA
-        )
+        kind = ErrorKind.CONTENT_POLICY if is_policy_code(hay) else ErrorKind.QUOTA
     elif status == 404 or status == 410:
         kind = ErrorKind.NOT_FOUND
     elif status == 408:
@@ -198,11 +220,7 @@ def classify_error(
     elif status == 409 or status >= 500:
         kind = ErrorKind.TRANSIENT
     elif 400 <= status < 500:
-        kind = (
-            ErrorKind.CONTENT_POLICY
-            if any(m in hay for m in _POLICY_MARKERS)
-            else ErrorKind.INVALID_REQUEST
-        )
+        kind = ErrorKind.CONTENT_POLICY if is_policy_code(hay) else ErrorKind.INVALID_REQUEST
     else:
         kind = ErrorKind.MALFORMED
     return UpstreamError(kind, message, status=status, code=code, retry_after_s=retry_after_s)

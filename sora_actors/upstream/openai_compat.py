@@ -33,6 +33,7 @@ from .mapping import (
     job_from_wire,
     map_model,
     map_seconds,
+    may_have_created,
     parse_poll_after,
     parse_retry_after,
 )
@@ -40,9 +41,11 @@ from .provider import (
     ContentVariant,
     ErrorKind,
     JobPage,
+    OnSend,
     SubmitRequest,
     UpstreamError,
     UpstreamJob,
+    find_in_list,
 )
 
 DEFAULT_429_WAIT_S = 1.0
@@ -156,12 +159,14 @@ class OpenAICompatProvider(LimitedProvider):
                 raise err
             await self._backoff(attempt, err)
 
-    async def _create(self, path: str, **kw: Any) -> UpstreamJob:
+    async def _create(self, path: str, on_send: OnSend | None, **kw: Any) -> UpstreamJob:
         """POST a create at most once per definite "not created" answer; see the module doc."""
         attempt = 0
         while True:
             attempt += 1
             await self.limiter.wait_turn()
+            if on_send is not None:
+                await on_send()
             try:
                 resp = await self._client.post(path, timeout=self._create_timeout, **kw)
             except _NOT_SENT as e:
@@ -196,7 +201,7 @@ class OpenAICompatProvider(LimitedProvider):
             await self._backoff(attempt, err)
 
     # -- Provider -------------------------------------------------------------
-    async def submit(self, request: SubmitRequest) -> UpstreamJob:
+    async def submit(self, request: SubmitRequest, *, on_send: OnSend | None = None) -> UpstreamJob:
         fields = {
             "prompt": request.prompt,
             "model": map_model(request.model, self.config.model_map),
@@ -213,14 +218,16 @@ class OpenAICompatProvider(LimitedProvider):
         else:
             kw = {"json": fields}
         async with self.limiter.job_slot() as slot:
-            job = await self._create("videos", **kw)
+            job = await self._create("videos", on_send, **kw)
             if not job.status.terminal:
                 slot.commit(job.id)
             return job
 
-    async def remix(self, job_id: str, prompt: str) -> UpstreamJob:
+    async def remix(
+        self, job_id: str, prompt: str, *, on_send: OnSend | None = None
+    ) -> UpstreamJob:
         async with self.limiter.job_slot() as slot:
-            job = await self._create(f"videos/{job_id}/remix", json={"prompt": prompt})
+            job = await self._create(f"videos/{job_id}/remix", on_send, json={"prompt": prompt})
             if not job.status.terminal:
                 slot.commit(job.id)
             return job
@@ -250,6 +257,14 @@ class OpenAICompatProvider(LimitedProvider):
             has_more=bool(doc.get("has_more")),
             first_id=doc.get("first_id") or (jobs[0].id if jobs else None),
             last_id=doc.get("last_id") or (jobs[-1].id if jobs else None),
+        )
+
+    async def find_jobs(self, request: SubmitRequest, *, pages: int = 3) -> list[UpstreamJob]:
+        config = self.config
+        return await find_in_list(
+            self.list_jobs,
+            lambda job: may_have_created(job, request, config.model_map, config.allowed_seconds),
+            pages,
         )
 
     async def fetch_content(

@@ -7,7 +7,7 @@ shapes) is normalised into these types so that actors never see a dialect.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol, Self, runtime_checkable
@@ -146,11 +146,16 @@ class SubmitRequest:
     image: ImageInput | None = None
 
 
+# Called by a create right before each request leaves (after any wait for a job slot, the
+# request rate or a Retry-After): the caller stores its intent then, not before the wait.
+OnSend = Callable[[], Awaitable[None]]
+
+
 @runtime_checkable
 class Provider(Protocol):
     """The upstream as actors see it. All waiting inside uses Trio time."""
 
-    async def submit(self, request: SubmitRequest) -> UpstreamJob:
+    async def submit(self, request: SubmitRequest, *, on_send: OnSend | None = None) -> UpstreamJob:
         """Create a job. Raises AMBIGUOUS_CREATE when it may or may not exist."""
         ...
 
@@ -164,12 +169,20 @@ class Provider(Protocol):
         """Stream the media in chunks; close it with `contextlib.aclosing` if you stop early."""
         ...
 
-    async def remix(self, job_id: str, prompt: str) -> UpstreamJob:
+    async def remix(
+        self, job_id: str, prompt: str, *, on_send: OnSend | None = None
+    ) -> UpstreamJob:
         """Create a new job derived from a completed one (same ambiguity rules as submit)."""
         ...
 
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
-        """Newest-first page of this key's jobs, to find a job whose id was never stored."""
+        """Newest-first page of this key's jobs."""
+        ...
+
+    async def find_jobs(self, request: SubmitRequest, *, pages: int = 3) -> list[UpstreamJob]:
+        """The jobs on the newest ``pages`` of the list that ``request`` may have created
+        (same prompt; model, size and length as this provider sends them): how a create
+        whose answer was lost is found again."""
         ...
 
     def forget(self, job_id: str) -> None:
@@ -189,3 +202,20 @@ class Provider(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+async def find_in_list(
+    list_jobs: Callable[..., Awaitable[JobPage]],
+    wanted: Callable[[UpstreamJob], bool],
+    pages: int,
+) -> list[UpstreamJob]:
+    """The ``wanted`` jobs of the newest ``pages`` pages (what `find_jobs` is made of)."""
+    found: list[UpstreamJob] = []
+    after: str | None = None
+    for _ in range(pages):
+        page = await list_jobs(after=after, limit=100)
+        found += [job for job in page.jobs if wanted(job)]
+        if not page.has_more or page.last_id is None:
+            break
+        after = page.last_id
+    return found

@@ -19,7 +19,7 @@ import httpx2
 import pytest
 import trio
 
-from sora_actors.upstream.media import media_sha256
+from sora_actors.upstream.fake.media import media_sha256
 from tests.acceptance.test_content import FAST, until
 from tests.conftest import make_settings
 from tests.diskspace import fill, free, small_disk

@@ -17,12 +17,14 @@ import pytest
 import trio
 
 from sora_actors.hub import Hub, TaskEvent
-from sora_actors.lifecycle import Phase, new_task
+from sora_actors.lifecycle import Phase
 from sora_actors.storage import Activity, Storage, Task, open_storage
 from sora_actors.supervisor import RestartIntensity, Supervisor
 from sora_actors.task import ActorConfig
-from sora_actors.upstream import ErrorKind, SubmitRequest, UpstreamError, UpstreamJob
+from sora_actors.task_service import Order, TaskService
+from sora_actors.upstream import ErrorKind, OnSend, SubmitRequest, UpstreamError, UpstreamJob
 from sora_actors.upstream.fake import DurationDistribution, MemoryProvider, SimulatorConfig
+from sora_actors.upstream.fake.engine import Engine
 
 # Deterministic jobs: 10 s in the queue, then 100 s of (uneven) progress.
 FIXED = DurationDistribution(
@@ -50,10 +52,10 @@ class Recorder:
         if check is not None and check():
             raise RuntimeError(f"injected crash in {name}")
 
-    async def submit(self, request: SubmitRequest) -> UpstreamJob:
+    async def submit(self, request: SubmitRequest, *, on_send: OnSend | None = None) -> UpstreamJob:
         self.note("submit")
         self._maybe_crash("submit-before")
-        job = await self.inner.submit(request)
+        job = await self.inner.submit(request, on_send=on_send)
         self._maybe_crash("submit-after")  # created upstream, answer lost
         return job
 
@@ -65,9 +67,9 @@ class Recorder:
         self.polls.append((now, job.progress))
         return job
 
-    async def list_jobs(self, after: str | None = None, limit: int = 100) -> Any:
+    async def find_jobs(self, request: SubmitRequest, *, pages: int = 3) -> list[UpstreamJob]:
         self.note("list")
-        return await self.inner.list_jobs(after, limit)
+        return await self.inner.find_jobs(request, pages=pages)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -76,6 +78,7 @@ class Recorder:
 @dataclass
 class Harness:
     storage: Storage
+    tasks: TaskService
     provider: Recorder
     hub: Hub
     supervisor: Supervisor
@@ -83,11 +86,7 @@ class Harness:
     user_id: str
 
     async def create(self, prompt: str = "a lighthouse in a storm", duration: int = 4) -> Task:
-        task, _ = await self.storage.tasks.create(
-            new_task(self.user_id, prompt, duration=duration),
-            Activity("task_create", self.user_id),
-        )
-        self.supervisor.start(task)
+        task, _ = await self.tasks.accept(self.user_id, Order(prompt, duration=duration))
         return task
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:
@@ -130,16 +129,17 @@ async def running(
             recorder.note("event")
 
         hub.add_listener(listen)
+        tasks = TaskService(storage, hub)
         supervisor = Supervisor(
             storage=storage,
             provider=recorder,  # type: ignore[arg-type]
-            hub=hub,
+            tasks=tasks,
             actor_config=config or ActorConfig(),
             intensity=intensity,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            yield Harness(storage, recorder, hub, supervisor, events, user.id)
+            yield Harness(storage, tasks, recorder, hub, supervisor, events, user.id)
             nursery.cancel_scope.cancel()
 
 
@@ -294,15 +294,20 @@ async def test_a_crash_before_each_transition_is_survived(
 async def test_lost_submission_is_resubmitted_only_after_settling(
     sqlite_url: str, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """Crash before the create reached the upstream: wait out the settle time, then resubmit."""
+    """Crash after the intent was stored but before the create reached the upstream: wait
+    out the settle time, then resubmit."""
     async with running(sqlite_url, config=ActorConfig(submit_settle_s=20)) as h:
         real_submit = h.provider.inner.submit
         fired = _once()
 
-        async def lose_first(request: SubmitRequest) -> UpstreamJob:
+        async def lose_first(
+            request: SubmitRequest, *, on_send: OnSend | None = None
+        ) -> UpstreamJob:
             if fired():
+                assert on_send is not None
+                await on_send()
                 raise RuntimeError("crashed before the request left")
-            return await real_submit(request)
+            return await real_submit(request, on_send=on_send)
 
         h.provider.inner.submit = lose_first  # type: ignore[method-assign]
         t0 = trio.current_time()
@@ -459,3 +464,85 @@ async def test_two_lost_submissions_with_one_prompt_are_not_guessed(
         assert {t.error_code for t in ended} == {"SUBMISSION_UNCERTAIN"}
         assert {t.external_video_id for t in ended} == {None}
         assert h.provider.inner.creates == 2
+
+
+async def test_a_task_waiting_for_a_job_slot_is_sent_at_once_after_a_restart(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The process stops while a task waits for a local job slot (its create never left):
+    after the restart it is submitted at once, not after the settle time, and the upstream
+    creates exactly one job for it."""
+    config = ActorConfig(submit_settle_s=60)
+    engine = Engine(SimulatorConfig(durations=FIXED, seed=7))  # the upstream outlives us
+    async with open_storage(sqlite_url) as storage:
+        user = await storage.accounts.create_user("restarts", None, "x", Activity("register"))
+        hub = Hub()
+        tasks = TaskService(storage, hub)
+        provider = Recorder(MemoryProvider(engine=engine, max_concurrent_jobs=1))
+        hub.add_listener(lambda event: provider.note("event"))
+
+        async def wait_until(condition: Callable[[], bool]) -> None:
+            while not condition():
+                await provider.changed.wait()
+
+        def calls(name: str) -> list[float]:
+            return [t for n, t in provider.calls if n == name]
+
+        # First life: one job slot; one task takes it, the other waits for it.
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor(
+                storage=storage,
+                provider=provider,  # type: ignore[arg-type]
+                tasks=tasks,
+                actor_config=config,
+            )
+            await nursery.start(supervisor.run)
+            for prompt in ("one", "two"):
+                await tasks.accept(user.id, Order(prompt))
+            await wait_until(lambda: len(calls("submit")) == 2 and len(calls("get")) >= 1)
+            nursery.cancel_scope.cancel()  # the process stops
+        stored = [await storage.tasks.get(t.video_id) for t in await storage.tasks.unfinished()]
+        waiting = [t for t in stored if t is not None and t.external_video_id is None]
+        assert len(waiting) == 1 and engine.creates_by_key["memory"] == 1
+        assert waiting[0].phase == Phase.ACCEPTED  # never sent: no intent stored
+        video_id = waiting[0].video_id
+
+        # Second life: a fresh process (and limiter) on the same database and upstream.
+        provider = Recorder(MemoryProvider(engine=engine, max_concurrent_jobs=2))
+        restarted_at = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor(
+                storage=storage,
+                provider=provider,  # type: ignore[arg-type]
+                tasks=tasks,
+                actor_config=config,
+            )
+            await nursery.start(supervisor.run)
+            await wait_until(lambda: len(calls("submit")) == 1)
+            assert calls("submit") == [restarted_at]  # at once: no settle wait, no lookup
+            assert calls("list") == []
+            nursery.cancel_scope.cancel()
+        sent = await storage.tasks.get(video_id)
+        assert sent is not None and sent.external_video_id is not None
+        assert engine.creates_by_key["memory"] == 2  # one upstream job per task
+
+
+async def test_a_lost_submission_is_found_with_the_providers_own_model_map(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The create reached the upstream but its answer was lost; the provider sends
+    "sora-2-pro" as "sora-2-custom". The restarted actor finds the job by the name the
+    provider sent (not the default map's) and adopts it: one upstream job, no resubmission."""
+    provider = MemoryProvider(
+        SimulatorConfig(durations=FIXED, seed=7), model_map={"sora-2-pro": "sora-2-custom"}
+    )
+    async with running(sqlite_url, config=ActorConfig(submit_settle_s=20), provider=provider) as h:
+        h.provider.crash["submit-after"] = _once()
+        task, _ = await h.tasks.accept(h.user_id, Order("a custom model", model="sora-2-pro"))
+        done = await h.until_terminal(task.video_id)
+        assert done.status == "COMPLETED", done
+        assert h.provider.inner.creates == 1
+        assert [name for name, _ in h.provider.calls].count("submit") == 1
+        assert any(name == "list" for name, _ in h.provider.calls)
+        job = await provider.get(done.external_video_id or "")
+        assert job.model == "sora-2-custom"

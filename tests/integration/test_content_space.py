@@ -23,11 +23,13 @@ from sora_actors.backoff import Backoff
 from sora_actors.content import ContentKeeper, ContentWriter, LocalContentStore
 from sora_actors.http.signing import content_status
 from sora_actors.hub import Hub, TaskEvent
-from sora_actors.lifecycle import ErrorCode, new_task
+from sora_actors.lifecycle import ErrorCode
 from sora_actors.storage import Activity, Storage, Task, open_storage
 from sora_actors.supervisor import Supervisor
 from sora_actors.task import ActorConfig
-from sora_actors.upstream import MemoryProvider, SimulatorConfig, UpstreamJob
+from sora_actors.task_service import Order, TaskService
+from sora_actors.upstream import UpstreamJob
+from sora_actors.upstream.fake import MemoryProvider, SimulatorConfig
 from tests.integration.test_actors import FIXED
 
 BASE_WALL_MS = 1_800_000_000_000  # a whole second: expiry times stay exact in float seconds
@@ -101,6 +103,7 @@ def wall(monkeypatch: pytest.MonkeyPatch) -> Iterator[VirtualWall]:
 @dataclasses.dataclass
 class Rig:
     storage: Storage
+    tasks: TaskService
     disk: FullDisk
     upstream: ExpiringUpstream
     keeper: ContentKeeper
@@ -110,10 +113,7 @@ class Rig:
     ended: trio.Event
 
     async def run_one(self) -> Task:
-        task, _ = await self.storage.tasks.create(
-            new_task(self.user_id, "a comet over a glacier"), Activity("task_create")
-        )
-        self.supervisor.start(task)
+        task, _ = await self.tasks.accept(self.user_id, Order("a comet over a glacier"))
         # No timer of our own (it would let the virtual clock jump while the actor waits
         # for the database): the terminal event wakes us.
         await self.ended.wait()
@@ -139,17 +139,18 @@ async def rig(url: str, tmp_path: Path, wall: VirtualWall, failures: int) -> Asy
         hub.add_listener(listen)
         disk = FullDisk(LocalContentStore(tmp_path / "content"), failures)
         upstream = ExpiringUpstream(MemoryProvider(SimulatorConfig(durations=FIXED, seed=5)), wall)
-        keeper = ContentKeeper(disk, storage=storage, provider=upstream, hub=hub)  # type: ignore[arg-type]
+        tasks = TaskService(storage, hub)
+        keeper = ContentKeeper(disk, storage=storage, provider=upstream, tasks=tasks)  # type: ignore[arg-type]
         config = ActorConfig(content=keeper, space_retry=RETRY, space_expiry_margin_s=MARGIN_S)
         supervisor = Supervisor(
             storage=storage,
             provider=upstream,  # type: ignore[arg-type]
-            hub=hub,
+            tasks=tasks,
             actor_config=config,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            yield Rig(storage, disk, upstream, keeper, supervisor, events, user.id, ended)
+            yield Rig(storage, tasks, disk, upstream, keeper, supervisor, events, user.id, ended)
             nursery.cancel_scope.cancel()
 
 
@@ -167,7 +168,7 @@ async def test_space_retries_follow_the_backoff_until_the_upstream_expires(
         assert done.status == "FAILED"
         assert done.error_code == ErrorCode.CONTENT_UNAVAILABLE.value
         assert done.completed_at == wall.at(done_at + EXPIRES_AFTER_S - MARGIN_S)
-        assert r.supervisor.crashes == 0
+        assert r.supervisor.statistics().crashes == 0
         # Announced once as waiting for space (no event per retry), and not after it ended.
         waiting = [e for e in r.events if e.message == "waiting for space to store the video"]
         assert len(waiting) == 1
@@ -190,4 +191,4 @@ async def test_the_video_is_stored_once_space_returns(
         assert done.content_pending_since is None
         assert content_status(done) == "STORED"
         assert r.keeper.full_since is None and r.keeper.pending_space == set()
-        assert r.supervisor.crashes == 0
+        assert r.supervisor.statistics().crashes == 0

@@ -22,11 +22,12 @@ import trio
 from sora_actors.clock import wall_ms
 from sora_actors.content import ContentKeeper, LocalContentStore, content_key
 from sora_actors.hub import Hub, TaskEvent
-from sora_actors.lifecycle import ErrorCode, new_task
+from sora_actors.lifecycle import ErrorCode
 from sora_actors.polling import ScaledSchedule, SteppedSchedule
 from sora_actors.storage import Activity, ContentRecord, Storage, Task, open_storage
 from sora_actors.supervisor import Supervisor
 from sora_actors.task import ActorConfig
+from sora_actors.task_service import Order, TaskService
 from sora_actors.upstream import ErrorKind, UpstreamError, UpstreamJob
 from sora_actors.upstream.fake import DurationDistribution, MemoryProvider, SimulatorConfig
 from sora_actors.upstream.fake.media import media_bytes, media_sha256
@@ -122,10 +123,7 @@ async def _user_and_task(storage: Storage, *, status: str = "COMPLETED") -> Task
     user = await storage.accounts.create_user(
         f"u{uuid.uuid4().hex[:8]}", None, "x", Activity("register")
     )
-    task, _ = await storage.tasks.create(
-        new_task(user.id, "p"),
-        Activity("task_create", user.id),
-    )
+    task, _ = await TaskService(storage, Hub()).accept(user.id, Order("p"))
     if status == "COMPLETED":
         task = await storage.tasks.change(
             task, phase="COMPLETED", status="COMPLETED", content_stored_at=1000
@@ -181,6 +179,7 @@ QUICK = DurationDistribution(
 @dataclass
 class Rig:
     storage: Storage
+    tasks: TaskService
     provider: Any
     keeper: ContentKeeper
     store: LocalContentStore
@@ -188,10 +187,7 @@ class Rig:
     user_id: str
 
     async def create(self) -> Task:
-        task, _ = await self.storage.tasks.create(
-            new_task(self.user_id, f"a fox {uuid.uuid4()}"),
-            Activity("task_create", self.user_id),
-        )
+        task, _ = await self.tasks.accept(self.user_id, Order(f"a fox {uuid.uuid4()}"))
         return task
 
     async def finish(self, supervisor: Supervisor, task: Task) -> Task:
@@ -229,17 +225,20 @@ async def rig(url: str, tmp_path: Path, provider: Any) -> AsyncIterator[tuple[Ri
         events: list[TaskEvent] = []
         hub.add_listener(events.append)
         store = LocalContentStore(tmp_path / "content")
-        keeper = ContentKeeper(store, storage=storage, provider=provider, hub=hub)
+        tasks = TaskService(storage, hub)
+        keeper = ContentKeeper(store, storage=storage, provider=provider, tasks=tasks)
         config = ActorConfig(
             policy=ScaledSchedule(SteppedSchedule(), 50),
             content=keeper,
             fetch_backoff_s=0.01,
             fetch_backoff_max_s=0.05,
         )
-        supervisor = Supervisor(storage=storage, provider=provider, hub=hub, actor_config=config)
+        supervisor = Supervisor(
+            storage=storage, provider=provider, tasks=tasks, actor_config=config
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
-            yield Rig(storage, provider, keeper, store, events, user.id), supervisor
+            yield Rig(storage, tasks, provider, keeper, store, events, user.id), supervisor
             nursery.cancel_scope.cancel()
 
 
@@ -306,16 +305,16 @@ async def test_retention_sweep_removes_old_copies(database_url: str, tmp_path: P
     async with rig(database_url, tmp_path, provider) as (r, supervisor):
         done = await r.finish(supervisor, await r.create())
         assert done.status == "COMPLETED"
-        keep_all = ContentKeeper(r.store, storage=r.storage, provider=provider, hub=Hub())
+        keep_all = ContentKeeper(r.store, storage=r.storage, provider=provider, tasks=r.tasks)
         assert await keep_all.sweep_once() == 0  # retention 0: kept forever
         young = ContentKeeper(
-            r.store, storage=r.storage, provider=provider, hub=Hub(), retention_s=3600
+            r.store, storage=r.storage, provider=provider, tasks=r.tasks, retention_s=3600
         )
         assert await young.sweep_once() == 0  # stored just now
         assert await r.keeper.present(done)
         await trio.sleep(0.01)
         old = ContentKeeper(
-            r.store, storage=r.storage, provider=provider, hub=Hub(), retention_s=0.001
+            r.store, storage=r.storage, provider=provider, tasks=r.tasks, retention_s=0.001
         )
         before = wall_ms()
         assert await old.sweep_once() == 1

@@ -182,6 +182,51 @@ async def test_create_never_retried_after_ambiguous_answer(
         assert len(page.jobs) == 1 and page.jobs[0].id in sim.engine.jobs
 
 
+async def test_find_jobs_uses_the_adapters_own_mapping(start_sim: SimFactory) -> None:
+    """A create whose answer was lost is found by what this adapter sent: its model map
+    ("sora-2-pro" goes out as "sora-2-custom") and its seconds (10 goes out as "12")."""
+    sim = await start_sim(faults=FaultRates(drop=1.0))
+    config = sim.provider_config(model_map={"sora-2-pro": "sora-2-custom"})
+    request = SubmitRequest("lost answer", model="sora-2-pro", seconds=10)
+    async with OpenAICompatProvider(config) as p:
+        with pytest.raises(UpstreamError) as e:
+            await p.submit(request)
+        assert e.value.kind is ErrorKind.AMBIGUOUS_CREATE
+        await sim.admin.faults(drop=0.0)
+        await p.submit(SubmitRequest("another prompt", model="sora-2-pro", seconds=10))
+        await p.submit(SubmitRequest("lost answer", model="sora-2", seconds=10))
+        found = await p.find_jobs(request)
+        assert [(j.prompt, j.model, j.seconds) for j in found] == [
+            ("lost answer", "sora-2-custom", "12")
+        ]
+        assert found[0].id in sim.engine.jobs
+
+
+async def test_on_send_runs_before_each_create_request(start_sim: SimFactory) -> None:
+    """The caller hears of every create that leaves (a refused one retried included), and
+    of none while the request waits for a job slot."""
+    sim = await start_sim(faults=FaultRates(server_error=1.0))
+    retry = RetryPolicy(max_attempts=10, base_delay_s=0.01, max_delay_s=0.02, create_attempts=3)
+    sent: list[int] = []
+
+    async def on_send() -> None:
+        sent.append(len(key_requests(await sim.admin.requests())))
+
+    async with OpenAICompatProvider(sim.provider_config(retry=retry, max_concurrent_jobs=1)) as p:
+        with pytest.raises(UpstreamError):
+            await p.submit(SubmitRequest("refused three times"), on_send=on_send)
+        assert sent == [0, 1, 2]  # before each of the three requests, none after
+        await sim.admin.faults(server_error=0.0)
+        held = await p.submit(SubmitRequest("holds the only slot"))
+        sent.clear()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: p.submit(SubmitRequest("waits"), on_send=on_send))
+            await trio.sleep(0.2)
+            assert sent == []  # still waiting for the slot: nothing has left
+            p.forget(held.id)
+        assert len(sent) == 1
+
+
 async def test_create_retried_only_on_definite_refusals(start_sim: SimFactory) -> None:
     sim = await start_sim(faults=FaultRates(server_error=1.0))
     retry = RetryPolicy(max_attempts=10, base_delay_s=0.01, max_delay_s=0.02, create_attempts=3)

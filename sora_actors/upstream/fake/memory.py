@@ -23,9 +23,19 @@ from ..mapping import (
     classify_error,
     map_model,
     map_seconds,
+    may_have_created,
     normalize_status,
 )
-from ..provider import ContentVariant, ErrorKind, JobPage, SubmitRequest, UpstreamError, UpstreamJob
+from ..provider import (
+    ContentVariant,
+    ErrorKind,
+    JobPage,
+    OnSend,
+    SubmitRequest,
+    UpstreamError,
+    UpstreamJob,
+    find_in_list,
+)
 from .engine import Engine, EngineError, JobState, SimulatorConfig
 from .media import media_bytes
 
@@ -142,11 +152,20 @@ class MemoryProvider(LimitedProvider):
         return inj.error
 
     async def _once(
-        self, method: str, op: str, job_id: str, fn: Callable[[], T], *, create: bool
+        self,
+        method: str,
+        op: str,
+        job_id: str,
+        fn: Callable[[], T],
+        *,
+        create: bool,
+        on_send: OnSend | None,
     ) -> T:
         """One simulated request: pacing, injected errors, admission, effect, response faults."""
         self.calls[method] += 1
         await self.limiter.wait_turn()
+        if on_send is not None:
+            await on_send()
         err = self._injection(method, after=False)
         if err is not None:
             raise err
@@ -180,14 +199,21 @@ class MemoryProvider(LimitedProvider):
         return result
 
     async def _call(
-        self, method: str, op: str, job_id: str, fn: Callable[[], T], *, create: bool = False
+        self,
+        method: str,
+        op: str,
+        job_id: str,
+        fn: Callable[[], T],
+        *,
+        create: bool = False,
+        on_send: OnSend | None = None,
     ) -> T:
         attempts = self.retry.create_attempts if create else self.retry.max_attempts
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._once(method, op, job_id, fn, create=create)
+                return await self._once(method, op, job_id, fn, create=create, on_send=on_send)
             except UpstreamError as e:
                 if not e.retryable or attempt >= attempts:
                     raise
@@ -202,7 +228,7 @@ class MemoryProvider(LimitedProvider):
             return job
 
     # -- Provider -------------------------------------------------------------
-    async def submit(self, request: SubmitRequest) -> UpstreamJob:
+    async def submit(self, request: SubmitRequest, *, on_send: OnSend | None = None) -> UpstreamJob:
         eng = self.engine
         model = map_model(request.model, self.model_map)
         seconds = map_seconds(request.seconds, self.allowed_seconds)
@@ -212,17 +238,19 @@ class MemoryProvider(LimitedProvider):
             return job_state_to_upstream(eng, eng.state(job))
 
         return await self._with_slot(
-            lambda: self._call("submit", "create", "", create, create=True)
+            lambda: self._call("submit", "create", "", create, create=True, on_send=on_send)
         )
 
-    async def remix(self, job_id: str, prompt: str) -> UpstreamJob:
+    async def remix(
+        self, job_id: str, prompt: str, *, on_send: OnSend | None = None
+    ) -> UpstreamJob:
         eng = self.engine
 
         def remix() -> UpstreamJob:
             return job_state_to_upstream(eng, eng.state(eng.remix(self.api_key, job_id, prompt)))
 
         return await self._with_slot(
-            lambda: self._call("remix", "remix", job_id, remix, create=True)
+            lambda: self._call("remix", "remix", job_id, remix, create=True, on_send=on_send)
         )
 
     async def get(self, job_id: str) -> UpstreamJob:
@@ -250,6 +278,13 @@ class MemoryProvider(LimitedProvider):
             return JobPage(jobs, more, jobs[0].id if jobs else None, jobs[-1].id if jobs else None)
 
         return await self._call("list_jobs", "list", "", page)
+
+    async def find_jobs(self, request: SubmitRequest, *, pages: int = 3) -> list[UpstreamJob]:
+        return await find_in_list(
+            self.list_jobs,
+            lambda job: may_have_created(job, request, self.model_map, self.allowed_seconds),
+            pages,
+        )
 
     async def fetch_content(
         self, job_id: str, variant: ContentVariant = "video"
