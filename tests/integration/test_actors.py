@@ -473,56 +473,65 @@ async def test_a_task_waiting_for_a_job_slot_is_sent_at_once_after_a_restart(
     after the restart it is submitted at once, not after the settle time, and the upstream
     creates exactly one job for it."""
     config = ActorConfig(submit_settle_s=60)
-    engine = Engine(SimulatorConfig(durations=FIXED, seed=7))  # the upstream outlives us
+    # Jobs that stay queued: the task holding the slot is polled but never written (no
+    # database I/O of its own could let the virtual clock jump to the waiting task's
+    # deadline, the only other timer).
+    queued = DurationDistribution(queue_min_s=10**6, queue_max_s=10**6)
+    engine = Engine(SimulatorConfig(durations=queued, seed=7))  # the upstream outlives us
     async with open_storage(sqlite_url) as storage:
         user = await storage.accounts.create_user("restarts", None, "x", Activity("register"))
         hub = Hub()
         tasks = TaskService(storage, hub)
-        provider = Recorder(MemoryProvider(engine=engine, max_concurrent_jobs=1))
-        hub.add_listener(lambda event: provider.note("event"))
+        lives: list[Recorder] = []  # each life's provider (the last is the current one)
+        hub.add_listener(lambda event: lives[-1].note("event"))
+
+        @asynccontextmanager
+        async def process(max_jobs: int) -> AsyncIterator[None]:
+            """One life of the process: a fresh provider and limiter, the same database and
+            upstream."""
+            lives.append(Recorder(MemoryProvider(engine=engine, max_concurrent_jobs=max_jobs)))
+            supervisor = Supervisor(
+                storage=storage,
+                provider=lives[-1],  # type: ignore[arg-type]
+                tasks=tasks,
+                actor_config=config,
+            )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(supervisor.run)
+                yield
+                nursery.cancel_scope.cancel()  # the process stops
 
         async def wait_until(condition: Callable[[], bool]) -> None:
             while not condition():
-                await provider.changed.wait()
+                await lives[-1].changed.wait()
 
         def calls(name: str) -> list[float]:
-            return [t for n, t in provider.calls if n == name]
+            return [t for n, t in lives[-1].calls if n == name]
 
-        # First life: one job slot; one task takes it, the other waits for it.
-        async with trio.open_nursery() as nursery:
-            supervisor = Supervisor(
-                storage=storage,
-                provider=provider,  # type: ignore[arg-type]
-                tasks=tasks,
-                actor_config=config,
-            )
-            await nursery.start(supervisor.run)
-            for prompt in ("one", "two"):
-                await tasks.accept(user.id, Order(prompt))
-            await wait_until(lambda: len(calls("submit")) == 2 and len(calls("get")) >= 1)
-            nursery.cancel_scope.cancel()  # the process stops
-        stored = [await storage.tasks.get(t.video_id) for t in await storage.tasks.unfinished()]
-        waiting = [t for t in stored if t is not None and t.external_video_id is None]
-        assert len(waiting) == 1 and engine.creates_by_key["memory"] == 1
-        assert waiting[0].phase == Phase.ACCEPTED  # never sent: no intent stored
-        video_id = waiting[0].video_id
+        def polled_since_second_submit() -> bool:
+            submits = calls("submit")
+            return len(submits) == 2 and any(t > submits[1] for t in calls("get"))
 
-        # Second life: a fresh process (and limiter) on the same database and upstream.
-        provider = Recorder(MemoryProvider(engine=engine, max_concurrent_jobs=2))
+        # First life: one job slot. The first task takes it; the second waits for it (it
+        # has asked to submit, and the other task was polled since: it is parked).
+        async with process(max_jobs=1):
+            holder, _ = await tasks.accept(user.id, Order("takes the only slot"))
+            await wait_until(lambda: len(calls("get")) >= 1)
+            waiter, _ = await tasks.accept(user.id, Order("waits for it"))
+            await wait_until(polled_since_second_submit)
+        stopped = await storage.tasks.get(waiter.video_id)
+        assert stopped is not None and stopped.phase == Phase.ACCEPTED  # no intent stored
+        assert engine.creates_by_key["memory"] == 1
+        # While the process is down the holder is cancelled: the restart runs the waiter alone.
+        assert await tasks.cancel_unowned(holder.video_id, Activity("task_cancel", user.id))
+
+        # Second life: the waiter goes out at once (no settle wait, no lookup).
         restarted_at = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            supervisor = Supervisor(
-                storage=storage,
-                provider=provider,  # type: ignore[arg-type]
-                tasks=tasks,
-                actor_config=config,
-            )
-            await nursery.start(supervisor.run)
-            await wait_until(lambda: len(calls("submit")) == 1)
-            assert calls("submit") == [restarted_at]  # at once: no settle wait, no lookup
+        async with process(max_jobs=1):
+            await wait_until(lambda: any(n == "event" for n, _ in lives[-1].calls))
+            assert calls("submit") == [restarted_at]
             assert calls("list") == []
-            nursery.cancel_scope.cancel()
-        sent = await storage.tasks.get(video_id)
+        sent = await storage.tasks.get(waiter.video_id)
         assert sent is not None and sent.external_video_id is not None
         assert engine.creates_by_key["memory"] == 2  # one upstream job per task
 
