@@ -97,6 +97,7 @@ class VirtualWall:
 def wall(monkeypatch: pytest.MonkeyPatch) -> Iterator[VirtualWall]:
     clock = VirtualWall(0.0)  # its origin is set when the rig starts
     monkeypatch.setattr("sora_actors.task.wall_ms", clock)
+    monkeypatch.setattr("sora_actors.task_service.wall_ms", clock)  # it stamps completed_at
     yield clock
 
 
