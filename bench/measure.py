@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from pathlib import Path
 
 import trio
@@ -41,3 +42,11 @@ async def sample_lag(samples: list[float], stop: trio.Event) -> None:
         start = trio.current_time()
         await trio.sleep(LAG_TICK)
         samples.append(trio.current_time() - start - LAG_TICK)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a server started in a subprocess)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
