@@ -15,9 +15,9 @@ from . import (
     accounts,
     apidoc,
     console,
-    content,
     cors,
     errors,
+    files,
     health,
     observe,
     ratelimit,
@@ -169,7 +169,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(health.blueprint)
     app.register_blueprint(accounts.blueprint)
     app.register_blueprint(tasks.blueprint)
-    app.register_blueprint(content.blueprint)
+    app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
     large_body(tasks.create)
