@@ -16,9 +16,10 @@ from functools import partial
 import trio
 
 from .backoff import Backoff
-from .content import ContentKeeper, LocalContentStore
+from .content_store import LocalContentStore
 from .hub import Encode, Hub
 from .instrument import CountingProvider
+from .keeper import ContentKeeper
 from .leases import LeaseConfig, Leases
 from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
 from .relay import Relay

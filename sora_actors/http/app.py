@@ -19,6 +19,7 @@ from . import (
     errors,
     files,
     health,
+    links,
     observe,
     ratelimit,
     tasks,
@@ -169,6 +170,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(health.blueprint)
     app.register_blueprint(accounts.blueprint)
     app.register_blueprint(tasks.blueprint)
+    app.register_blueprint(links.blueprint)
     app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)

@@ -1,13 +1,10 @@
-"""Playing finished videos: signed links, the file route, refreshing links, remixing.
+"""``/files``: the bytes of our copies, for anyone holding a valid signed link.
 
-- ``GET  /api/video/tasks/<id>/content``      a signed link to our copy (COMPLETED only)
-- ``POST /api/video/tasks/<id>/refresh-url``  a fresh link; fetches the copy again if lost
-- ``POST /api/video/tasks/<id>/remix``        a new task made from a completed one
 - ``GET  /files/<id>/<variant>?exp=&sig=``    the bytes (Range requests), no login needed
 
 The file route trusts the signature alone: the link is the permission, so a ``<video>``
-element can play it without an Authorization header; the upstream API key never leaves
-the server.
+element can play it without an Authorization header. This blueprint installs the signer
+that makes and checks those links.
 """
 
 from __future__ import annotations
@@ -16,35 +13,20 @@ import re
 import time
 from collections.abc import AsyncIterator
 
-from pydantic import BaseModel, ConfigDict, ValidationError
 from quart import Blueprint, Response, request
 from quart.blueprints import BlueprintSetupState
 
-from ..clock import iso, wall_ms
-from ..content import CONTENT_TYPES, ContentGone, content_key
-from ..lifecycle import Status
+from ..clock import iso
+from ..content_store import CONTENT_TYPES, content_key
 from ..storage import Task
-from ..task_service import Order
-from ..upstream import ErrorKind, UpstreamError
 from . import signing
 from .apidoc import documented
-from .context import EXTENSION_KEY, HttpContext, ctx, principal
-from .envelope import ApiError, ok
-from .errors import validation_details
-from .models import Prompt
-from .schemas import (
-    ContentLinkEnvelope,
-    FileQuery,
-    IdempotencyHeaders,
-    RangeHeaders,
-    RefreshedUrlEnvelope,
-    TaskEnvelope,
-)
+from .context import EXTENSION_KEY, HttpContext, ctx
+from .envelope import ApiError
+from .schemas import FileQuery, RangeHeaders
 from .signing import SIGNER_KEY, UrlSigner, Verdict
-from .tasks import create_task, idempotency_key, owned_task
-from .wire import task_wire
 
-blueprint = Blueprint("content", __name__)
+blueprint = Blueprint("files", __name__)
 
 # At most 18 digits: larger numbers are no file's offsets (and Python refuses to parse
 # very long ones).
@@ -61,21 +43,12 @@ def _install_signer(state: BlueprintSetupState) -> None:
 
 def _signer() -> UrlSigner:
     signer = signing.current_signer()
-    assert signer is not None, "the content blueprint installs a signer"
+    assert signer is not None, "the files blueprint installs a signer"
     return signer
 
 
-def _require_completed(task: Task) -> None:
-    if task.status != Status.COMPLETED:
-        raise ApiError(
-            409,
-            "TASK_NOT_COMPLETED",
-            f"The task is {task.status}; its video exists only once it is COMPLETED.",
-            details={"status": task.status},
-        )
-
-
-def _expired(task: Task) -> ApiError:
+def expired(task: Task) -> ApiError:
+    """410 CONTENT_EXPIRED: the copy is gone and the upstream no longer has it."""
     return ApiError(
         410,
         "CONTENT_EXPIRED",
@@ -84,152 +57,6 @@ def _expired(task: Task) -> ApiError:
         else "This video is no longer available.",
         details={"contentExpiredAt": iso(task.content_expired_at)},
     )
-
-
-@blueprint.get("/api/video/tasks/<video_id>/content")
-@documented(
-    ContentLinkEnvelope,
-    auth=True,
-    errors={
-        404: ("TASK_NOT_FOUND",),
-        409: ("TASK_NOT_COMPLETED",),
-        410: ("CONTENT_EXPIRED", "CONTENT_MISSING"),
-    },
-)
-async def content(video_id: str) -> Response:
-    """A signed link to the finished video (COMPLETED tasks only), no login needed to play."""
-    caller = await principal()
-    task = await owned_task(video_id, caller.user_id)
-    _require_completed(task)
-    if task.content_expired_at is not None:
-        raise ApiError(
-            410,
-            "CONTENT_EXPIRED",
-            "This video's copy was removed after the retention period; "
-            "POST refresh-url to fetch it again while the upstream still has it.",
-            details={"contentExpiredAt": iso(task.content_expired_at)},
-        )
-    link = signing.media_url(task, "video")
-    if link is None or not await ctx().services.runtime.content.present(task):
-        raise ApiError(
-            410,
-            "CONTENT_MISSING",
-            "The copy of this video is missing; POST refresh-url to fetch it again.",
-        )
-    return ok(
-        {
-            "videoId": task.video_id,
-            "externalVideoId": task.external_video_id,
-            "url": link.url,
-            "expiresAt": iso(link.expires_at * 1000),
-        }
-    )
-
-
-@blueprint.post("/api/video/tasks/<video_id>/refresh-url")
-@documented(
-    RefreshedUrlEnvelope,
-    auth=True,
-    errors={
-        404: ("TASK_NOT_FOUND",),
-        409: ("TASK_NOT_COMPLETED",),
-        410: ("CONTENT_EXPIRED",),
-        502: ("UPSTREAM_UNAVAILABLE",),
-        503: ("UPSTREAM_UNAVAILABLE",),
-    },
-)
-async def refresh_url(video_id: str) -> Response:
-    """A fresh signed link; fetches the copy from the upstream again if it was lost."""
-    caller = await principal()
-    task = await owned_task(video_id, caller.user_id)
-    _require_completed(task)
-    try:
-        task = await ctx().services.runtime.content.ensure(task)
-    except ContentGone:
-        fresh = await owned_task(video_id, caller.user_id)
-        raise _expired(fresh) from None
-    except UpstreamError as error:
-        if error.kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
-            raise ApiError(
-                502, "UPSTREAM_UNAVAILABLE", "The video service refused our request."
-            ) from None
-        raise ApiError(
-            503,
-            "UPSTREAM_UNAVAILABLE",
-            "The video service is not answering; try again shortly.",
-            headers={"Retry-After": str(max(1, int(error.retry_after_s or 5)))},
-        ) from None
-    link = signing.media_url(task, "video")
-    if link is None:  # ensure() returns a task with its copy, or raises
-        raise _expired(task)
-    return ok(
-        {
-            "videoId": task.video_id,
-            "externalVideoId": task.external_video_id,
-            "videoUrl": link.url,
-            "thumbnailUrl": (
-                thumb.url if (thumb := signing.media_url(task, "thumbnail")) else None
-            ),
-            "expiresAt": iso(link.expires_at * 1000),
-            "status": task.status,
-            "refreshedAt": iso(wall_ms()),
-        }
-    )
-
-
-class RemixRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    prompt: Prompt
-
-
-@blueprint.post("/api/video/tasks/<video_id>/remix")
-@documented(
-    TaskEnvelope,
-    status=201,
-    auth=True,
-    json_body=RemixRequest,
-    headers=IdempotencyHeaders,
-    errors={
-        400: ("INVALID_IDEMPOTENCY_KEY",),
-        404: ("TASK_NOT_FOUND",),
-        409: ("TASK_NOT_COMPLETED",),
-        422: ("IDEMPOTENCY_KEY_REUSED",),
-    },
-)
-async def remix(video_id: str) -> Response:
-    """A new task made from a COMPLETED one with a new prompt (same model, size, length)."""
-    caller = await principal()
-    key = idempotency_key()
-    raw = await request.get_json()
-    if not isinstance(raw, dict):
-        raise ApiError(400, "VALIDATION_ERROR", "body: must be a JSON object")
-    try:
-        body = RemixRequest.model_validate(raw)
-    except ValidationError as error:
-        details = validation_details(error)
-        first = details[0]
-        raise ApiError(
-            400, "VALIDATION_ERROR", f"{first['field']}: {first['message']}", details=details
-        ) from None
-    source = await owned_task(video_id, caller.user_id)
-    if source.status != Status.COMPLETED or source.external_video_id is None:
-        raise ApiError(
-            409,
-            "TASK_NOT_COMPLETED",
-            f"Only a COMPLETED task can be remixed; this one is {source.status}.",
-            details={"status": source.status},
-        )
-    # The remix keeps the source's model, size and length (the upstream does the same).
-    order = Order(
-        body.prompt, source.model, source.size, source.duration, remixed_from=source.video_id
-    )
-    task, created = await create_task(caller.user_id, order, key)
-    headers = {} if created else {"Idempotent-Replayed": "true"}
-    return ok(task_wire(task), status=201, headers=headers)
-
-
-# -- the file route ---------------------------------------------------------------------
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -298,7 +125,7 @@ async def media_file(video_id: str, variant: str) -> Response:
     if task is None or variant not in CONTENT_TYPES:
         raise ApiError(404, "CONTENT_NOT_FOUND", "No such file.")
     if task.content_expired_at is not None:
-        raise _expired(task)
+        raise expired(task)
     store = services.runtime.content.store
     key = content_key(video_id, variant)
     size = await store.size(key) if variant in task.stored_variants else None
