@@ -55,7 +55,7 @@ class Actors(Protocol):
         """Tasks with an actor here (started, perhaps not yet running)."""
         ...
 
-    def running(self) -> list[str]:
+    def active(self) -> list[str]:
         """Tasks whose actor is running here now."""
         ...
 
@@ -115,7 +115,6 @@ class Leases:
                 nursery.start_soon(self._heartbeat_loop, actors)
                 nursery.start_soon(self._watchdog_loop, actors)
             await trio.sleep_forever()
-        raise AssertionError("unreachable")
 
     async def release(self) -> None:
         """Hand the leases over now rather than make other instances wait them out."""
@@ -172,11 +171,11 @@ class Leases:
             except StorageUnavailable as error:
                 log.warning("renewing leases failed: %s", error)
                 continue
-            running = set(actors.running())
+            active = set(actors.active())
             for video_id in held:
                 if video_id in kept:
                     self._leased_until[video_id] = before + lease.lease_s - lease.margin_s
-                elif video_id in running:
+                elif video_id in active:
                     log.warning("lost the lease of task %s: stopping its actor", video_id)
                     actors.stop(video_id)
 
@@ -186,7 +185,7 @@ class Leases:
         while True:
             await trio.sleep(0.5)
             now = trio.current_time()
-            for video_id in actors.running():
+            for video_id in actors.active():
                 if now >= self._leased_until.get(video_id, -math.inf):
                     log.warning("lease of task %s ran out here: stopping its actor", video_id)
                     actors.stop(video_id)

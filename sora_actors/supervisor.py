@@ -130,7 +130,7 @@ class Supervisor:
         """Tasks with an actor here (started, perhaps not yet running)."""
         return list(self._mailboxes)
 
-    def running(self) -> list[str]:
+    def active(self) -> list[str]:
         """Tasks whose actor is running here now."""
         return list(self._scopes)
 
