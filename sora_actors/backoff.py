@@ -29,3 +29,7 @@ class Backoff:
         if room <= 0:
             return None
         return min(self.delay(attempt), room)
+
+
+# A database that is unavailable or full: retried after 5 s, doubling up to a minute.
+STORAGE_OUTAGE = Backoff(5.0, 60.0)

@@ -1,4 +1,4 @@
-"""The actor runtime of one process: upstream provider, event hub and supervisor.
+"""The actor runtime of one process: upstream provider, event hub, leases and supervisor.
 
 Every long-running loop of the runtime (the supervisor, the hub's sweeper, the relay, the
 content sweep) starts here, in one nursery, and never returns until it is cancelled.
@@ -16,14 +16,16 @@ from functools import partial
 import trio
 
 from .backoff import Backoff
-from .content import ContentKeeper, LocalContentStore
+from .content_store import LocalContentStore
 from .hub import Encode, Hub
 from .instrument import CountingProvider
+from .keeper import ContentKeeper
+from .leases import LeaseConfig, Leases
 from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
 from .relay import Relay
 from .settings import Settings
 from .storage import Storage
-from .supervisor import LeaseConfig, RestartIntensity, Supervisor
+from .supervisor import RestartIntensity, Supervisor
 from .task import ActorConfig
 from .task_service import TaskService
 from .upstream import Limiter, OpenAICompatProvider, UpstreamConfig
@@ -125,13 +127,16 @@ async def open_runtime(
                     max_restarts=settings.actor_max_restarts,
                     period_s=settings.actor_restart_period_seconds,
                 ),
-                lease=LeaseConfig(
-                    owner=settings.resolved_instance_id,
-                    lease_s=settings.lease_seconds,
-                    heartbeat_s=settings.lease_heartbeat_seconds,
-                    claim_interval_s=settings.claim_interval_seconds,
-                    # One SQLite file serves one process (storage enforces it).
-                    exclusive=storage.dialect == "sqlite",
+                leases=Leases(
+                    storage,
+                    LeaseConfig(
+                        owner=settings.resolved_instance_id,
+                        lease_s=settings.lease_seconds,
+                        heartbeat_s=settings.lease_heartbeat_seconds,
+                        claim_interval_s=settings.claim_interval_seconds,
+                        # One SQLite file serves one process (storage enforces it).
+                        exclusive=storage.dialect == "sqlite",
+                    ),
                 ),
             )
             # The actors' own nursery closes first, while the upstream client is still open.

@@ -34,7 +34,7 @@ import trio
 
 from .backoff import Backoff
 from .clock import wall_ms
-from .content import ContentKeeper, ContentStoreFull
+from .keeper import ContentKeeper, ContentStoreFull
 from .ledger import PollLedger
 from .lifecycle import ErrorCode, Phase
 from .polling import PollingPolicy, SteppedSchedule

@@ -15,10 +15,11 @@ from . import (
     accounts,
     apidoc,
     console,
-    content,
     cors,
     errors,
+    files,
     health,
+    links,
     observe,
     ratelimit,
     tasks,
@@ -169,7 +170,8 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(health.blueprint)
     app.register_blueprint(accounts.blueprint)
     app.register_blueprint(tasks.blueprint)
-    app.register_blueprint(content.blueprint)
+    app.register_blueprint(links.blueprint)
+    app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
     large_body(tasks.create)

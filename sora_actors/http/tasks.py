@@ -1,4 +1,4 @@
-"""``/api/video``: create, read, list, cancel tasks and count them.
+"""``/api/video``: create (or remix), read, list, cancel tasks and count them.
 
 Reads go straight to storage; anything that changes a task goes through the task service
 (creates) or the supervisor (cancels, which reach the task's actor).
@@ -272,6 +272,58 @@ async def create() -> Response:
     key = idempotency_key()
     body, image = await _read_create_request()
     order = Order(body.prompt, body.model, body.size, body.duration, image=image)
+    task, created = await create_task(caller.user_id, order, key)
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return ok(task_wire(task), status=201, headers=headers)
+
+
+class RemixRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: Prompt
+
+
+@blueprint.post("/tasks/<video_id>/remix")
+@documented(
+    TaskEnvelope,
+    status=201,
+    auth=True,
+    json_body=RemixRequest,
+    headers=IdempotencyHeaders,
+    errors={
+        400: ("INVALID_IDEMPOTENCY_KEY",),
+        404: ("TASK_NOT_FOUND",),
+        409: ("TASK_NOT_COMPLETED",),
+        422: ("IDEMPOTENCY_KEY_REUSED",),
+    },
+)
+async def remix(video_id: str) -> Response:
+    """A new task made from a COMPLETED one with a new prompt (same model, size, length)."""
+    caller = await principal()
+    key = idempotency_key()
+    raw = await request.get_json()
+    if not isinstance(raw, dict):
+        raise ApiError(400, "VALIDATION_ERROR", "body: must be a JSON object")
+    try:
+        body = RemixRequest.model_validate(raw)
+    except ValidationError as error:
+        details = validation_details(error)
+        first = details[0]
+        raise ApiError(
+            400, "VALIDATION_ERROR", f"{first['field']}: {first['message']}", details=details
+        ) from None
+    source = await owned_task(video_id, caller.user_id)
+    if source.status != Status.COMPLETED or source.external_video_id is None:
+        raise ApiError(
+            409,
+            "TASK_NOT_COMPLETED",
+            f"Only a COMPLETED task can be remixed; this one is {source.status}.",
+            details={"status": source.status},
+        )
+    # The remix keeps the source's model, size and length (the upstream does the same).
+    order = Order(
+        body.prompt, source.model, source.size, source.duration, remixed_from=source.video_id
+    )
     task, created = await create_task(caller.user_id, order, key)
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return ok(task_wire(task), status=201, headers=headers)

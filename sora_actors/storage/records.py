@@ -79,7 +79,7 @@ class Task:
     updated_at: int
     started_at: int | None
     completed_at: int | None
-    # The local copy (see sora_actors/content.py): when it was complete, when the retention
+    # The local copy (see sora_actors/keeper.py): when it was complete, when the retention
     # sweep removed it, and which variants it holds ("video thumbnail").
     content_stored_at: int | None = None
     content_expired_at: int | None = None

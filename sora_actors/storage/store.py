@@ -10,7 +10,7 @@ from typing import Any
 import trio
 
 from .accounts import AccountStore
-from .content import ContentRecords
+from .copies import ContentRecords
 from .database import Database, open_database, sqlite_path
 from .errors import StorageFull
 from .leases import LeaseStore

@@ -20,7 +20,7 @@ import httpx2
 import pytest
 import trio
 
-from sora_actors.content import ContentStore, ContentWriter, LocalContentStore, StoredObject
+from sora_actors.content_store import ContentStore, ContentWriter, LocalContentStore, StoredObject
 from sora_actors.http.signing import SIGNER_KEY, UrlSigner
 from sora_actors.runtime import SIMULATOR_KEY
 from sora_actors.settings import Settings

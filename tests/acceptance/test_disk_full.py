@@ -100,7 +100,7 @@ async def test_a_full_database_disk_answers_507_and_recovers(
     # The claim loop keeps writing leases into the full database for a while: the runtime
     # must survive it (it died here before), and reads still work.
     await trio.sleep(1.5)
-    assert server.services.runtime.supervisor.running >= 1
+    assert server.services.runtime.supervisor.statistics().running >= 1
     listed = await server.client.get("/api/video/tasks", headers=alice)
     assert listed.status_code == 200, listed.text
 
@@ -116,7 +116,7 @@ async def test_a_full_database_disk_answers_507_and_recovers(
     page = await server.client.get("/api/video/tasks?pageSize=100", headers=alice)
     stored = {task["videoId"]: task["prompt"] for task in page.json()["data"]["tasks"]}
     assert set(acknowledged) == set(stored)
-    assert server.services.runtime.supervisor.crashes == 0
+    assert server.services.runtime.supervisor.statistics().crashes == 0
 
 
 # -- the content store's disk -------------------------------------------------------------
@@ -187,7 +187,7 @@ async def test_a_full_content_store_waits_for_space_then_completes(tmp_path: Pat
             assert report["content"]["pendingSpace"] == 0
             assert await _gauge(server, "sora_content_store_full") == 0
             assert _partials(disk) == []
-            assert server.services.runtime.supervisor.crashes == 0
+            assert server.services.runtime.supervisor.statistics().crashes == 0
 
             # A lost copy fetched again on request, with no room for it: 507, then it works.
             lost = ids[0]

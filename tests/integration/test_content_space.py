@@ -20,9 +20,10 @@ import pytest
 import trio
 
 from sora_actors.backoff import Backoff
-from sora_actors.content import ContentKeeper, ContentWriter, LocalContentStore
+from sora_actors.content_store import ContentWriter, LocalContentStore
 from sora_actors.http.signing import content_status
 from sora_actors.hub import Hub, TaskEvent
+from sora_actors.keeper import ContentKeeper
 from sora_actors.lifecycle import ErrorCode
 from sora_actors.storage import Activity, Storage, Task, open_storage
 from sora_actors.supervisor import Supervisor

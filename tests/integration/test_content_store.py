@@ -20,8 +20,9 @@ import pytest
 import trio
 
 from sora_actors.clock import wall_ms
-from sora_actors.content import ContentKeeper, LocalContentStore, content_key
+from sora_actors.content_store import LocalContentStore, content_key
 from sora_actors.hub import Hub, TaskEvent
+from sora_actors.keeper import ContentKeeper
 from sora_actors.lifecycle import ErrorCode
 from sora_actors.polling import ScaledSchedule, SteppedSchedule
 from sora_actors.storage import Activity, ContentRecord, Storage, Task, open_storage

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sora_actors.http.content import _byte_range
 from sora_actors.http.envelope import ApiError
+from sora_actors.http.files import _byte_range
 
 SIZE = 1000
 
