@@ -431,6 +431,13 @@ class WebSocketRoute:
         try:
             await send({"type": "websocket.accept"})
             await Connection(self._context, receive, send).run(token)
+            # Read on until the client's side ends too (its close reply, or the socket):
+            # a client still sending after we closed (a flood) would otherwise fill
+            # Hypercorn's app queue, and its read loop, blocked on that queue, would never
+            # see the closing handshake nor the end of the socket. A client that says
+            # nothing is ended by the listener's WebSocket silence deadline.
+            while (await receive())["type"] != "websocket.disconnect":
+                pass
         except* (h11.LocalProtocolError, wsproto.utilities.LocalProtocolError) as error:
             # The transport refused to send: the client broke the protocol (e.g. frames
             # before the handshake's answer) and Hypercorn already answered or dropped it.
