@@ -43,7 +43,6 @@ class Running:
     url: str
     services: Services
     app: QuartTrio
-    connections: Connections
 
 
 async def wait_for_signal() -> None:
@@ -126,6 +125,6 @@ async def run_server(
             if collector is not None:
                 collector.follow(connections.counts)
             log.info("sora-actors %s listening on %s", services.version, ", ".join(binds))
-            task_status.started(Running(binds[0], services, app, connections))
+            task_status.started(Running(binds[0], services, app))
         # Hypercorn has drained; leaving the blocks stops the actors, then storage.
     log.info("stopped")

@@ -80,6 +80,8 @@ async def test_guesses_from_many_addresses_lock_the_account(
         assert Counter(statuses) == {401: 10, 429: 15}
         owner = await login(server, "victim", "password-1", via("192.0.2.50"))
         body = assert_error(owner, 429, "TOO_MANY_LOGIN_ATTEMPTS")
+        # Real time here: the range only; the exact lockout times are asserted in virtual
+        # time in tests/unit/test_throttle_and_tokens.py.
         assert 1 <= int(owner.headers["Retry-After"]) <= 60, body
         # Only that account: another user from the same place logs in.
         assert (await login(server, "bystander", "password-1", via("192.0.2.50"))).is_success
@@ -203,6 +205,7 @@ async def test_api_rate_limits_per_user(tmp_path: Path, sqlite_url: str) -> None
         limited = await server.client.get("/api/video/tasks", headers=alice)
         body = assert_error(limited, 429, "RATE_LIMITED")
         assert body["error"]["details"] == {"scope": "user", "kind": "read"}
+        # Real time: a range; exact waits in tests/unit/test_limits.py (rate limiter).
         assert 1 <= int(limited.headers["Retry-After"]) <= 20
         assert (await server.client.get("/api/video/tasks", headers=bob)).status_code == 200
 
