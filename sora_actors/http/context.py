@@ -53,6 +53,14 @@ async def caller() -> tuple[Principal, User]:
         raise ApiError(401, error.code, error.message) from None
 
 
+async def require_admin() -> tuple[Principal, User]:
+    """The caller, who must be an active ADMIN: 401 without a good token, 403 otherwise."""
+    who, user = await caller()
+    if user.role != "ADMIN":
+        raise ApiError(403, "FORBIDDEN", "This needs an administrator.")
+    return who, user
+
+
 async def live_account(context: HttpContext, who: Principal) -> User:
     """The account a verified token names; TokenError if it is gone or disabled.
 
