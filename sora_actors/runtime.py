@@ -21,7 +21,7 @@ from .hub import Encode, Hub
 from .instrument import CountingProvider
 from .keeper import ContentKeeper
 from .leases import LeaseConfig, Leases
-from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
+from .polling import PollingPolicy, PredictivePolicy, SteppedSchedule, WebhookWatch
 from .relay import Relay
 from .settings import Settings
 from .storage import Storage
@@ -30,6 +30,7 @@ from .task import ActorConfig
 from .task_service import TaskService
 from .upstream import Limiter, OpenAICompatProvider, UpstreamConfig
 from .upstream.fake import SimulatorConfig, serve_simulator
+from .webhook_inbox import WebhookInbox
 
 log = logging.getLogger("sora_actors")
 
@@ -49,14 +50,19 @@ class Runtime:
     resumed: int
     content: ContentKeeper
     tasks: TaskService
+    webhooks: WebhookInbox
+
+
+def polling_policy(settings: Settings) -> PollingPolicy:
+    policy = PredictivePolicy() if settings.polling_policy == "predictive" else SteppedSchedule()
+    if settings.polling_speedup != 1.0:
+        return policy.scaled(settings.polling_speedup)
+    return policy
 
 
 def actor_config(settings: Settings) -> ActorConfig:
-    policy: PollingPolicy = SteppedSchedule()
-    if settings.polling_speedup != 1.0:
-        policy = ScaledSchedule(policy, settings.polling_speedup)
     return ActorConfig(
-        policy=policy,
+        policy=polling_policy(settings),
         task_deadline_s=settings.task_deadline_seconds,
         submit_settle_s=settings.submit_settle_seconds,
         space_retry=Backoff(
@@ -118,11 +124,14 @@ async def open_runtime(
                 retention_s=settings.content_retention_days * 86400,
                 sweep_interval_s=settings.content_sweep_interval_seconds,
             )
+            watch = WebhookWatch()
             supervisor = Supervisor(
                 storage=storage,
                 provider=provider,
                 tasks=tasks,
-                actor_config=dataclasses.replace(actor_config(settings), content=content),
+                actor_config=dataclasses.replace(
+                    actor_config(settings), content=content, webhooks=watch
+                ),
                 intensity=RestartIntensity(
                     max_restarts=settings.actor_max_restarts,
                     period_s=settings.actor_restart_period_seconds,
@@ -156,6 +165,12 @@ async def open_runtime(
                     resumed=resumed,
                     content=content,
                     tasks=tasks,
+                    webhooks=WebhookInbox(
+                        {"default": settings.upstream_webhook_secret},
+                        storage=storage,
+                        supervisor=supervisor,
+                        watch=watch,
+                    ),
                 )
                 actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .http.proxies import parse_networks
 from .logs import redact
+from .upstream.webhooks import secret_key
 
 ENV_PREFIX = "SORA_"
 DEFAULTS_FILE = resources.files(__package__).joinpath("defaults.toml")
@@ -110,6 +111,8 @@ class Settings(BaseModel):
     ws_max_subscriptions_per_user: int = Field(default=5000, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
+    polling_policy: Literal["predictive", "seed"] = "predictive"
+    upstream_webhook_secret: str = ""
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 
@@ -131,6 +134,13 @@ class Settings(BaseModel):
     def _known_database(cls, value: str) -> str:
         if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("upstream_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str) -> str:
+        if value:
+            secret_key(value)  # ValueError says what is wrong
         return value
 
     @field_validator("public_base_url")

@@ -23,6 +23,7 @@ from . import (
     observe,
     ratelimit,
     tasks,
+    webhooks,
     ws,
 )
 from .context import EXTENSION_KEY, HttpContext, ctx
@@ -174,5 +175,6 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
+    app.register_blueprint(webhooks.blueprint)
     large_body(tasks.create)
     return app

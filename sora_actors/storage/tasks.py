@@ -222,6 +222,11 @@ async def _claimed_external_ids(conn: Any, external_ids: list[str]) -> set[str]:
     return {row["external_video_id"] for row in rows}
 
 
+async def _by_external_id(conn: Any, external_id: str) -> Task | None:
+    row = await conn.fetch_one(sa.select(video_tasks).where(_T.external_video_id == external_id))
+    return Task.from_row(row) if row is not None else None
+
+
 class TaskStore:
     """Video tasks, as whole units of work."""
 
@@ -258,6 +263,10 @@ class TaskStore:
 
     async def get(self, video_id: str) -> Task | None:
         return await self._db.read(_by_id, video_id)
+
+    async def by_external_id(self, external_id: str) -> Task | None:
+        """The task that holds this upstream job (a webhook names only the job)."""
+        return await self._db.read(_by_external_id, external_id)
 
     async def change(
         self,
