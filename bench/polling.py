@@ -8,8 +8,9 @@ actor's polling step: poll, ask the schedule, wait (or, on a webhook, ask
 
 Mixes (seeded): (a) run times uniform 60-180 s, no queue, progress linear in time; (b) the
 engine's defaults: 2-20 s queued, log-normal run times, uneven progress. With webhooks, the
-engine announces each job end after 0.2-0.8 s and loses ``--loss`` of them; the channel has
-been delivering webhooks before the run (steady state).
+engine announces each job end after 0.2-0.8 s and loses ``--loss`` of them (2 % and 5 % by
+default); the channel has been delivering webhooks before the run (steady state). A
+webhook is confirmed by one poll, no sooner than the last poll's poll-after allows.
 
     python bench/polling.py                 # 10,000 jobs per mix
     python bench/polling.py --jobs 2000 --loss 0.1
@@ -148,7 +149,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--loss", type=float, default=0.05, help="share of webhooks lost")
+    parser.add_argument(
+        "--loss", default="0.02,0.05", help="shares of webhooks lost, one run each (comma list)"
+    )
     args = parser.parse_args()
     policies: dict[str, PollingPolicy] = {
         "seed (5/10/15 s)": SteppedSchedule(),
@@ -160,7 +163,7 @@ def main() -> None:
         print(mix)
         baseline: tuple[float, float] | None = None
         for name, policy in policies.items():
-            for loss in (None, args.loss):
+            for loss in (None, *(float(share) for share in args.loss.split(","))):
                 hooks = "" if loss is None else f" + webhooks ({loss:.0%} lost)"
                 result = measure(config, policy, args.jobs, loss, args.seed)
                 print(row(f"  {name}{hooks}", result), flush=True)
