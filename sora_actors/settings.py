@@ -225,6 +225,8 @@ def load(
         key = str(first["loc"][0]) if first["loc"] else "?"
         # redact(): the value may be a URL with a password in it.
         got = redact(repr(values.get(key, "")))
+        if key.endswith("_secret"):
+            got = "(hidden)"  # never a secret, even a malformed one, in a log line
         raise SettingsError(
             f"invalid setting {ENV_PREFIX}{key.upper()}={got}: {first['msg']}"
         ) from None

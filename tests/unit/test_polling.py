@@ -11,6 +11,8 @@ from sora_actors.polling import (
     SteppedSchedule,
     WebhookWatch,
 )
+from sora_actors.runtime import polling_policy
+from sora_actors.settings import load
 
 
 def test_predictive_follows_a_linear_job_to_its_end() -> None:
@@ -126,3 +128,11 @@ def test_webhook_watch_trusts_a_channel_for_a_while() -> None:
     assert live() and not watch.live("other")
     now[0] = 600.5
     assert not live()
+
+
+def test_the_setting_chooses_the_policy() -> None:
+    assert polling_policy(load(environ={})) == PredictivePolicy()
+    seed = load(environ={"SORA_POLLING_POLICY": "seed", "SORA_POLLING_SPEEDUP": "5"})
+    assert polling_policy(seed) == SteppedSchedule(
+        fast=1, medium=2, slow=3, after_failure=1, webhook_s=12
+    )
