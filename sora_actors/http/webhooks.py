@@ -7,6 +7,7 @@ after the answer.
 
 from __future__ import annotations
 
+from pydantic import BaseModel, Field
 from quart import Blueprint, Response, request
 
 from ..upstream.webhooks import WebhookRefused
@@ -29,9 +30,21 @@ class WebhookReceiptEnvelope(Ok[WebhookReceiptOut]):
     pass
 
 
+class WebhookHeaders(BaseModel):
+    webhook_id: str | None = Field(default=None, description="the event's id (replays refused)")
+    webhook_timestamp: str | None = Field(
+        default=None, description="Unix seconds; more than 5 minutes away from now is refused"
+    )
+    webhook_signature: str | None = Field(
+        default=None,
+        description="space-separated v1,<base64 HMAC-SHA256 of id.timestamp.body>",
+    )
+
+
 @blueprint.post("/webhooks/<channel>")
 @documented(
     WebhookReceiptEnvelope,
+    headers=WebhookHeaders,
     errors={
         400: (
             "WEBHOOK_HEADERS_MISSING",

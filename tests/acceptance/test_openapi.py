@@ -34,7 +34,11 @@ API_PREFIXES = ("/api/", "/files/", "/health", "/metrics")
 
 # Upstream jobs finish in seconds, but actors poll at the real pace: schemathesis creates
 # a few hundred tasks, and sped-up polling of all of them would saturate one SQLite file.
-PACE = {**FAST, "polling_speedup": 2}
+PACE = {
+    **FAST,
+    "polling_speedup": 2,
+    "upstream_webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+}
 
 
 @pytest.fixture
@@ -207,6 +211,7 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
             for key, value in {
                 "path.video_id": finished.video_id,
                 "path.variant": "video",
+                "path.channel": "default",
                 "query.exp": finished.query["exp"],
                 "query.sig": finished.query["sig"],
             }.items()
