@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from trio_websocket import open_websocket_url
 
 from sora_actors.upstream.fake import DurationDistribution, SimulatorConfig, serve_simulator
 from sora_actors.upstream.fake.engine import Engine, WebhookConfig
 from sora_actors.upstream.webhooks import event_body, sign
 from tests.conftest import make_settings
 from tests.harness import LiveServer, assert_error, live_server
+from tests.wsclient import Session, ws_url
 
 SECRET = "whsec_" + base64.b64encode(b"webhook-secret-of-the-default-ch").decode()
 FOREIGN = "whsec_" + base64.b64encode(b"a-secret-the-upstream-never-had").decode()
@@ -143,3 +145,39 @@ async def test_webhooks_end_to_end(tmp_path: Path, database_url: str) -> None:
                 f"/api/video/tasks/{second['videoId']}", headers=headers
             )
             assert json.loads(again.text)["data"]["pollCount"] == 1
+
+
+async def test_task_progress_carries_the_estimate(tmp_path: Path, database_url: str) -> None:
+    """Over /ws, every taskProgress says how many seconds the upstream still needs (the
+    polling policy's estimate; null before there is one)."""
+    async with upstream() as (url, _):
+        settings = make_settings(
+            tmp_path,
+            database_url,
+            upstream_url=url,
+            upstream_api_key="sk-test",
+            polling_speedup=SCALE,
+        )
+        async with live_server(settings) as server:
+            token = await server.login((await server.register("eta"))["username"])
+            async with open_websocket_url(ws_url(server.base_url)) as connection:
+                session = Session(connection)
+                await session.recv()  # connected
+                assert (await session.auth(token))["type"] == "authSuccess"
+                await session.send("subscribe_tasks")
+                assert (await session.recv())["type"] == "subscribeTasksSuccess"
+                created = await server.client.post(
+                    "/api/video/tasks",
+                    json={"prompt": "counting down"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert created.status_code == 201, created.text
+                events = await session.recv_until(lambda m: m["type"] == "taskCompleted")
+    progress = [m["payload"] for m in events if m["type"] == "taskProgress"]
+    estimates = [p["estimatedTimeRemaining"] for p in progress]
+    assert estimates[0] is None  # accepted: nothing to estimate from yet
+    # The job takes 3 s (60 simulated seconds at 20x); the estimates count down to 0
+    # (finished upstream, fetching).
+    numbers = [e for e in estimates if e is not None]
+    assert numbers and max(numbers) <= 4 and numbers[-1] == 0 and any(n > 0 for n in numbers)
+    assert progress[-1]["progress"] >= 99
