@@ -85,8 +85,8 @@ async def follow(
             confirmed = True
             poll_at = trio.current_time() + schedule.after_webhook(trio.current_time())
             await trio.sleep_until(poll_at)
-        now = trio.current_time()
         seen = await provider.get(job.id)
+        now = trio.current_time()
         polls += 1
         if seen.status.terminal:
             done = provider.engine.jobs[job.id].done

@@ -433,6 +433,7 @@ class TaskActor:
         try:
             job = await self._provider.get(external_id)
         except UpstreamError as error:
+            now = trio.current_time()  # waits count from the answer (Retry-After, poll-after)
             if error.kind is ErrorKind.NOT_FOUND:
                 await self._fail(ErrorCode.UPSTREAM_JOB_LOST, "the upstream lost track of the job")
                 return
@@ -444,6 +445,7 @@ class TaskActor:
                 now, self.task.progress, failed=True, hint=None, retry_after=error.retry_after_s
             )
             return
+        now = trio.current_time()
         delay = self._schedule.next_delay(
             now, job.progress, failed=False, hint=job.poll_after_s, retry_after=None
         )
