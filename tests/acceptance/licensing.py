@@ -45,11 +45,15 @@ async def _promote(conn: Any, username: str) -> None:
     )
 
 
-async def admin(server: LiveServer, username: str = "root") -> dict[str, str]:
-    """An ADMIN's headers: registered, then promoted by a direct unit of work (what the
-    `users create --admin` command does is another issue's)."""
-    await server.register(username)
+async def promote(server: LiveServer, username: str) -> None:
+    """Make a user ADMIN by a direct unit of work (the `users` command is another part's)."""
     await server.services.storage.database.run(_promote, username)
+
+
+async def admin(server: LiveServer, username: str = "root") -> dict[str, str]:
+    """An ADMIN's headers: registered, then promoted."""
+    await server.register(username)
+    await promote(server, username)
     return {"Authorization": f"Bearer {await server.login(username)}"}
 
 
