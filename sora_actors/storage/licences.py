@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from ..clock import wall_ms
 from .accounts import insert_activity
 from .database import Database
-from .quota import Usage, usage
+from .quota import Usage, counts, usage_of
 from .records import Activity
 from .tables import licenses, users
 
@@ -255,16 +255,17 @@ async def _activate(
     raise ActivationRefused("BOUND_ELSEWHERE")
 
 
-async def licences_of(conn: Any, user_id: str) -> list[Licence]:
-    """A user's licences (inside a caller's unit of work too)."""
+async def standing_of(conn: Any, user_id: str, now: int) -> tuple[list[Licence], Usage]:
+    """A user's licences and usage in ONE statement (the create check and /api/auth/me
+    run it on every call): the counts' row joined to the licences, if any."""
+    numbers = counts(user_id, now).subquery("numbers")
     rows = await conn.fetch_all(
-        sa.select(licenses).where(_L.user_id == user_id).order_by(_L.activated_at)
+        sa.select(numbers, licenses)
+        .select_from(numbers.outerjoin(licenses, _L.user_id == user_id))
+        .order_by(_L.activated_at)
     )
-    return [Licence.from_row(row) for row in rows]
-
-
-async def _standing(conn: Any, user_id: str, now: int) -> tuple[list[Licence], Usage]:
-    return await licences_of(conn, user_id), await usage(conn, user_id, now)
+    licences = [Licence.from_row(row) for row in rows if row["id"] is not None]
+    return licences, usage_of(rows[0])
 
 
 async def _find(conn: Any, key_hash: str) -> Licence | None:
@@ -317,5 +318,5 @@ class LicenceStore:
     async def standing(self, user_id: str) -> tuple[list[Licence], Usage, int]:
         """A user's licences and usage, and the moment both were read (wall ms)."""
         now = wall_ms()
-        licences, used = await self._db.run(_standing, user_id, now)
+        licences, used = await self._db.read(standing_of, user_id, now)
         return licences, used, now

@@ -1,7 +1,8 @@
 """What a user has used of their plan, and the check that admits a new task.
 
 The check runs inside the unit of work that inserts the task, after `serialise`: counting
-and inserting are one step for a user, so N limits admit exactly N however many creates
+(one statement, with the user's licences: `licences.standing_of`) and inserting are one
+step for a user, so N limits admit exactly N however many creates
 race. SQLite runs units one at a time (one connection, `database._AioEngine.unit`);
 PostgreSQL takes a transaction-scoped advisory lock per user, held until the commit.
 """
@@ -62,24 +63,21 @@ async def serialise(conn: Any, user_id: str, postgres: bool) -> None:
         )
 
 
-async def _running(conn: Any, user_id: str) -> int:
-    query = sa.select(sa.func.count()).where(
-        _T.user_id == user_id, _T.status.in_(UNFINISHED_STATUSES)
+def counts(user_id: str, now: int) -> Any:
+    """The three counts as one row (running, day, month): a query others select from."""
+
+    def count(*where: Any) -> Any:
+        return sa.select(sa.func.count()).where(_T.user_id == user_id, *where).scalar_subquery()
+
+    return sa.select(
+        count(_T.status.in_(UNFINISHED_STATUSES)).label("running"),
+        count(_T.created_at > now - DAY_MS).label("day"),
+        count(_T.created_at > now - THIRTY_DAYS_MS).label("month"),
     )
-    return int(await conn.fetch_val(query))
 
 
-async def _created_since(conn: Any, user_id: str, since: int) -> int:
-    query = sa.select(sa.func.count()).where(_T.user_id == user_id, _T.created_at > since)
-    return int(await conn.fetch_val(query))
-
-
-async def usage(conn: Any, user_id: str, now: int) -> Usage:
-    return Usage(
-        running=await _running(conn, user_id),
-        day=await _created_since(conn, user_id, now - DAY_MS),
-        thirty_days=await _created_since(conn, user_id, now - THIRTY_DAYS_MS),
-    )
+def usage_of(row: Any) -> Usage:
+    return Usage(running=int(row["running"]), day=int(row["day"]), thirty_days=int(row["month"]))
 
 
 async def _window_wait(conn: Any, user_id: str, now: int, span: int, limit: int, used: int) -> int:
@@ -95,22 +93,27 @@ async def _window_wait(conn: Any, user_id: str, now: int, span: int, limit: int,
     return max(1, math.ceil((int(oldest) + span - now) / 1000))
 
 
-async def enforce(conn: Any, user_id: str, quota: Quota, now: int) -> None:
-    """QuotaExceeded when one more task would go beyond ``quota`` (the longest wait wins:
-    waiting less would not help)."""
-    refusals: list[QuotaExceeded] = []
-    if quota.running:
-        used = await _running(conn, user_id)
-        if used >= quota.running:
-            refusals.append(QuotaExceeded("running", quota.running, used, RUNNING_RETRY_SECONDS))
-    for window, span, limit in (
-        ("24h", DAY_MS, quota.day),
-        ("30d", THIRTY_DAYS_MS, quota.thirty_days),
-    ):
-        if limit:
-            used = await _created_since(conn, user_id, now - span)
-            if used >= limit:
-                wait = await _window_wait(conn, user_id, now, span, limit, used)
-                refusals.append(QuotaExceeded(window, limit, used, wait))
-    if refusals:
-        raise max(refusals, key=lambda refusal: refusal.retry_after)
+def exceeded(quota: Quota, used: Usage) -> list[QuotaExceeded]:
+    """The limits of ``quota`` one more task would go beyond (their waits still unknown)."""
+    return [
+        QuotaExceeded(window, limit, count, RUNNING_RETRY_SECONDS)
+        for window, limit, count in (
+            ("running", quota.running, used.running),
+            ("24h", quota.day, used.day),
+            ("30d", quota.thirty_days, used.thirty_days),
+        )
+        if limit and count >= limit
+    ]
+
+
+async def refuse(conn: Any, user_id: str, refusals: list[QuotaExceeded], now: int) -> None:
+    """Raise the refusal with the longest wait (waiting less would not help); a window's
+    wait is until enough of its counted tasks have left it."""
+    spans = {"24h": DAY_MS, "30d": THIRTY_DAYS_MS}
+    for refusal in refusals:
+        span = spans.get(refusal.window)
+        if span is not None:
+            refusal.retry_after = await _window_wait(
+                conn, user_id, now, span, refusal.limit, refusal.used
+            )
+    raise max(refusals, key=lambda refusal: refusal.retry_after)

@@ -19,9 +19,9 @@ from ..lifecycle import TERMINAL_STATUSES, UNFINISHED_STATUSES, Status
 from .accounts import insert_activity
 from .database import Database
 from .errors import Conflict
-from .licences import Licence, licences_of
+from .licences import Licence, standing_of
 from .notify import announce
-from .quota import Quota, enforce, serialise
+from .quota import Quota, exceeded, refuse, serialise
 from .records import UNFINISHED_SQL, Activity, NewTask, Task, TaskPage
 from .tables import task_inputs, video_tasks
 
@@ -65,7 +65,10 @@ async def _create(
             return _replay(Task.from_row(row), new), False
     now = wall_ms()
     if gate is not None:
-        await enforce(conn, new.user_id, gate(await licences_of(conn, new.user_id), now), now)
+        licences, used = await standing_of(conn, new.user_id, now)
+        refusals = exceeded(gate(licences, now), used)
+        if refusals:
+            await refuse(conn, new.user_id, refusals, now)
     values: dict[str, Any] = {
         "video_id": new.video_id,
         "user_id": new.user_id,
