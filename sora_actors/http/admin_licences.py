@@ -12,6 +12,7 @@ from quart_schema import validate_request
 
 from .. import licence_keys
 from ..clock import iso, wall_ms
+from ..settings import LICENSE_TYPES
 from ..storage.licences import Licence, LicenceState
 from .apidoc import documented
 from .context import ctx, require_admin
@@ -32,7 +33,6 @@ from .tasks import _activity as activity
 
 blueprint = Blueprint("admin_licences", __name__, url_prefix="/api/admin")
 ADMIN_ERRORS = {403: ("FORBIDDEN",)}
-TYPES = ("TRIAL", "PRO", "ENTERPRISE")
 
 
 def admin_licence_out(licence: Licence, now: int) -> AdminLicenseOut:
@@ -78,7 +78,7 @@ async def list_licences() -> Response:
     problems: list[dict[str, str]] = []
     page = _int_arg("page", 1, 1, 1_000_000, problems)
     page_size = _int_arg("pageSize", 20, 1, MAX_PAGE_SIZE, problems)
-    kind = _choice("type", TYPES, problems)
+    kind = _choice("type", LICENSE_TYPES, problems)
     state = _choice("status", LicenceState.ALL, problems)
     _refuse(problems)
     storage = ctx().services.storage

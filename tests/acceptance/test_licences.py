@@ -125,6 +125,18 @@ async def test_generate_list_filter_and_revoke(server: LiveServer, database_url:
     assert actions.count(("activate_license", alice_id)) == 1
 
 
+async def test_a_thousand_keys_at_once(server: LiveServer) -> None:
+    root = await admin(server)
+    made = await generate(server, root, "ENTERPRISE", count=1000, durationDays=365)
+    assert len(set(made["licenseKeys"])) == 1000 and len(set(made["ids"])) == 1000
+    listed = await server.client.get("/api/admin/licenses?type=ENTERPRISE", headers=root)
+    assert listed.json()["data"]["total"] == 1000
+    last = await server.client.get("/api/admin/licenses?page=50&pageSize=20", headers=root)
+    assert len(last.json()["data"]["items"]) == 20
+    masked = {item["licenseKey"] for item in last.json()["data"]["items"]}
+    assert all(MASKED.fullmatch(key) for key in masked)
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
