@@ -18,12 +18,11 @@ import sqlalchemy as sa
 from ..clock import wall_ms
 from .accounts import insert_activity
 from .database import Database
-from .quota import Usage, counts, usage_of
+from .quota import DAY_MS, Usage, counts, usage_of
 from .records import Activity
 from .tables import licenses, users
 
 _L = licenses.c
-DAY_MS = 86_400_000
 # Rows per INSERT when generating many keys (SQLite allows 32766 parameters a statement).
 _INSERT_CHUNK = 200
 
