@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +21,7 @@ from .hub import Encode, Hub
 from .instrument import CountingProvider
 from .keeper import ContentKeeper
 from .leases import LeaseConfig, Leases
+from .plans import Plans
 from .polling import PollingPolicy, PredictivePolicy, SteppedSchedule, WebhookWatch
 from .relay import Relay
 from .settings import Settings
@@ -51,6 +52,7 @@ class Runtime:
     content: ContentKeeper
     tasks: TaskService
     webhooks: WebhookInbox
+    plans: Plans
 
 
 def polling_policy(settings: Settings) -> PollingPolicy:
@@ -85,15 +87,22 @@ def upstream_config(settings: Settings, base_url: str, api_key: str) -> Upstream
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, storage: Storage, *, encode: Encode
+    settings: Settings,
+    storage: Storage,
+    *,
+    encode: Encode,
+    default_plan: Callable[[], str] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Start the upstream (a simulator if none is configured), hub and supervisor.
 
     ``encode`` turns task events into what WebSocket clients receive (the http layer's).
+    ``default_plan`` names the plan of users without a licence, asked at every decision
+    (None: the settings' ``default_plan``).
 
     Leaving the block cancels every actor; they stop at their next checkpoint, and a unit
     of work already under way completes first (storage shields it).
     """
+    plans = Plans(settings.plans, default_plan or (lambda: settings.default_plan))
     async with trio.open_nursery() as nursery:
         if settings.upstream_url:
             base_url, api_key = settings.upstream_url, settings.upstream_api_key
@@ -115,7 +124,9 @@ async def open_runtime(
                 queue_size=settings.ws_send_queue_size,
                 stuck_seconds=settings.ws_stuck_seconds,
             )
-            tasks = TaskService(storage, hub, deadline_s=settings.task_deadline_seconds)
+            tasks = TaskService(
+                storage, hub, deadline_s=settings.task_deadline_seconds, plans=plans
+            )
             content = ContentKeeper(
                 LocalContentStore(settings.resolved_content_dir),
                 storage=storage,
@@ -171,6 +182,7 @@ async def open_runtime(
                         supervisor=supervisor,
                         watch=watch,
                     ),
+                    plans=plans,
                 )
                 actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

@@ -80,6 +80,12 @@ whose account was deleted since is 401 INVALID_TOKEN, one whose account was disa
 ACCOUNT_DISABLED.
 Every response carries `X-Request-Id` (the caller's, if sane, else generated); quote it
 when reporting a problem.
+
+Task creation (JSON, multipart, remix) follows the caller's plan (their licence's, else the
+default one; `GET /api/license/info`): 403 PLAN_FORBIDS names the model, size, duration or
+image-to-video the plan leaves out (`error.details.field`); 429 QUOTA_EXCEEDED says which
+count is reached (`error.details`: `limit`, `used`, `window` = running, 24h or 30d) and
+`Retry-After` when another try may succeed. A repeated Idempotency-Key still gets its task.
 """
 
 

@@ -13,12 +13,14 @@ from quart_trio.wrappers.request import TrioRequest
 from ..services import Services
 from . import (
     accounts,
+    admin_licences,
     apidoc,
     console,
     cors,
     errors,
     files,
     health,
+    licences,
     links,
     observe,
     ratelimit,
@@ -176,5 +178,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
     app.register_blueprint(webhooks.blueprint)
+    licences.install(app, settings)
+    app.register_blueprint(admin_licences.blueprint)
     large_body(tasks.create)
     return app
