@@ -46,7 +46,7 @@ class Settings(BaseModel):
     data_dir: Path = Path("./data")
     database_url: str = ""
     jwt_secret: str = ""
-    jwt_ttl_seconds: int = Field(default=86400, gt=0)
+    jwt_ttl_seconds: int = Field(default=604800, gt=0)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=10 * 1024 * 1024, gt=0)

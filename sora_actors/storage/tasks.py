@@ -60,7 +60,7 @@ async def _create(conn: Any, new: NewTask, activity: Activity, notify: bool) -> 
         "model": new.model,
         "size": new.size,
         "duration": new.duration,
-        "media_type": "VIDEO",
+        "media_type": new.media_type,
         "error_code": None,
         "error_message": None,
         "poll_count": 0,
