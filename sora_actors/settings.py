@@ -108,6 +108,7 @@ class Settings(BaseModel):
     ws_message_burst: int = Field(default=100, gt=0)
     ws_max_subscriptions_per_connection: int = Field(default=1000, gt=0)
     ws_max_subscriptions_per_user: int = Field(default=5000, gt=0)
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
     # Filled in by load(): True when jwt_secret was generated for this process only.

@@ -22,6 +22,7 @@ from . import (
     links,
     observe,
     ratelimit,
+    sse,
     tasks,
     ws,
 )
@@ -174,5 +175,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
+    app.register_blueprint(sse.blueprint)
+    sse.install(services.runtime.hub)
     large_body(tasks.create)
     return app
