@@ -356,3 +356,72 @@ async def test_tokens_live_seven_days_by_default(server: LiveServer) -> None:
     )
     expires_s = login.json()["data"]["expiresAt"] / 1000
     assert before + 7 * 86400 - 5 <= expires_s <= time.time() + 7 * 86400 + 5
+
+
+async def test_the_api_test_page_flow(server: LiveServer) -> None:
+    """What the old backend's api-test.html does, in its order and with its fields."""
+    health = await server.client.get("/health")
+    assert health.status_code == 200 and health.json()["data"]["status"] == "ok"
+    registered = await server.client.post(
+        "/api/auth/register",
+        json={"username": "pageuser", "email": "page@example.com", "password": "secret-1"},
+    )
+    assert registered.status_code == 201 and registered.json()["success"] is True
+    login = await server.client.post(
+        "/api/auth/login", json={"username": "pageuser", "password": "secret-1"}
+    )
+    token = login.json()["data"]["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    me = await server.client.get("/api/auth/me", headers=headers)
+    assert me.json()["data"]["username"] == "pageuser"
+    created = await server.client.post(
+        "/api/video/tasks",
+        json={
+            "prompt": "a cat surfing",
+            "model": "sora_video2-landscape",
+            "aspectRatio": "16:9",
+            "hd": False,
+            "watermark": False,
+            "n": 1,
+            "clientRequestId": "api-test-1",
+        },
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    video_id = created.json()["data"]["videoId"]
+    with trio.fail_after(30):
+        while True:
+            query = await server.client.get(f"/api/video/tasks/{video_id}", headers=headers)
+            task = query.json()["data"]
+            if task["status"] == "COMPLETED":
+                break
+            await trio.sleep(0.05)
+    assert task["size"] == "1280x720" and task["videoUrl"]
+    listed = await server.client.get(
+        "/api/video/tasks", params={"page": 1, "pageSize": 10}, headers=headers
+    )
+    assert [t["videoId"] for t in listed.json()["data"]["tasks"]] == [video_id]
+    stats = await server.client.get("/api/video/stats", headers=headers)
+    assert stats.json()["data"]["total"] == 1 and stats.json()["data"]["completed"] == 1
+
+
+async def test_the_websocket_test_page_flow(server: LiveServer) -> None:
+    """What websocket-test.html does: connect, auth, subscribe, progress, completed."""
+    headers = await server.user("wspage")
+    token = headers["Authorization"].removeprefix("Bearer ")
+    async with open_websocket_url(ws_url(server.base_url)) as connection:
+        session = Session(connection)
+        assert (await session.recv())["type"] == "connected"
+        assert (await session.auth(token))["type"] == "authSuccess"
+        created = await server.client.post(
+            "/api/video/tasks", json={"prompt": "a cat", "aspectRatio": "16:9"}, headers=headers
+        )
+        video_id = created.json()["data"]["videoId"]
+        _ack, snapshot = await session.subscribe(video_id)
+        assert snapshot["payload"]["videoId"] == video_id
+        seen = await session.recv_until(lambda m: m["type"] == "taskCompleted", timeout=60)
+    progress = [m["payload"]["progress"] for m in seen if m["type"] == "taskProgress"]
+    assert progress and progress == sorted(progress)
+    done = seen[-1]["payload"]
+    assert done["videoId"] == video_id and done["result"]["resolution"] == "1280x720"
+    assert done["result"]["videoUrl"] and done["metrics"]["totalTime"] > 0
