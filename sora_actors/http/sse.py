@@ -43,6 +43,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import trio
+from pydantic import BaseModel, Field
 from quart import Blueprint, Response, request
 
 from ..clock import wall_ms
@@ -245,9 +246,26 @@ def _cursor() -> Cursor | None:
         ) from None
 
 
+class SseQuery(BaseModel):
+    token: str | None = Field(default=None, description="the login token (or Authorization)")
+    videoId: str | None = Field(default=None, description="follow this one task only")
+    lastEventId: str | None = Field(
+        default=None, description="as the Last-Event-ID header, for clients that cannot set it"
+    )
+
+
+class SseHeaders(BaseModel):
+    last_event_id: str | None = Field(
+        default=None, description="the id of the last event received: resume after it"
+    )
+
+
 @blueprint.get(PATH)
 @documented(
     None,
+    auth=True,
+    query=SseQuery,
+    headers=SseHeaders,
     raw={200: ("text/event-stream",)},
     errors={400: ("INVALID_CURSOR",), 404: ("TASK_NOT_FOUND",)},
 )
