@@ -103,6 +103,10 @@ async def test_stream_headers_snapshot_heartbeat_and_auth(server: LiveServer) ->
         with trio.fail_after(5):  # idle now: a comment every sse_heartbeat_seconds
             comment = await anext(reader)
         assert (comment.event, comment.data) == (":", "heartbeat")
+    hub = server.services.runtime.hub
+    with trio.fail_after(5):  # the client went away: so does its subscriber
+        while any(s.transport == "sse" for s in hub.subscribers()):
+            await trio.sleep(0.02)
     # The Authorization header works as well as ?token=, with ?videoId= for one task.
     async with server.client.stream(
         "GET", PATH, params={"videoId": video_id}, headers=headers, timeout=None
