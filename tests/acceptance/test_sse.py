@@ -224,3 +224,13 @@ async def test_a_stream_ends_when_the_server_stops(tmp_path: Path, sqlite_url: s
             with trio.fail_after(5):
                 rest = [item async for item in reader]
         assert rest == []
+
+
+async def test_the_stream_is_in_the_api_document(server: LiveServer) -> None:
+    document = (await server.client.get("/openapi.json")).json()
+    operation = document["paths"][PATH]["get"]
+    assert {p["name"] for p in operation["parameters"]} >= {"token", "videoId", "lastEventId"}
+    event = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert set(event["properties"]) == {"event", "data", "id", "retry"}
+    assert "INVALID_CURSOR" in operation["responses"]["400"]["x-error-codes"]
+    assert "401" in operation["responses"]
