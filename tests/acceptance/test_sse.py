@@ -234,3 +234,22 @@ async def test_the_stream_is_in_the_api_document(server: LiveServer) -> None:
     assert set(event["properties"]) == {"event", "data", "id", "retry"}
     assert "INVALID_CURSOR" in operation["responses"]["400"]["x-error-codes"]
     assert "401" in operation["responses"]
+
+
+async def test_an_idle_stream_outlives_the_keep_alive_deadline(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The listener's keep-alive deadline is for idle connections between requests; a
+    stream that is quiet for longer is still a response in progress."""
+    settings = make_settings(tmp_path, sqlite_url, keep_alive_seconds=0.5, sse_heartbeat_seconds=60)
+    async with live_server(settings) as server:
+        headers = await server.user("fay")
+        token = headers["Authorization"].removeprefix("Bearer ")
+        async with stream(server, token) as (_response, reader):
+            assert (await anext(reader)).retry == 2000
+            await trio.sleep(2)  # four keep-alive periods without a byte
+            made = await server.client.post(
+                "/api/video/tasks", json={"prompt": "z"}, headers=headers
+            )
+            (update,) = await updates_until(reader, lambda e: True, timeout=10)
+        assert update.json["videoId"] == made.json()["data"]["videoId"]
