@@ -73,7 +73,7 @@ class Settings(BaseModel):
     data_dir: Path = Path("./data")
     database_url: str = ""
     jwt_secret: str = ""
-    jwt_ttl_seconds: int = Field(default=86400, gt=0)
+    jwt_ttl_seconds: int = Field(default=604800, gt=0)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
@@ -135,6 +135,7 @@ class Settings(BaseModel):
     ws_message_burst: int = Field(default=100, gt=0)
     ws_max_subscriptions_per_connection: int = Field(default=1000, gt=0)
     ws_max_subscriptions_per_user: int = Field(default=5000, gt=0)
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
     polling_policy: Literal["predictive", "seed"] = "predictive"

@@ -147,6 +147,7 @@ class TaskService:
             # Created here, run here: no other instance has to discover it.
             owner=runner.owner if runner else None,
             lease_expires_at=runner.new_lease_until() if runner else None,
+            media_type="IMAGE" if image else "VIDEO",
         )
         activity = Activity("task_create", user_id, {"videoId": video_id}, ip, user_agent)
         gate = None

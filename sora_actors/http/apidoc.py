@@ -101,6 +101,25 @@ class RouteDoc:
     body_required: bool = False
 
 
+# One Server-Sent Event (before OpenAPI 3.2, an event stream's schema describes each event).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "description": "taskUpdate"},
+        "data": {"type": "string", "description": "JSON: the WebSocket event's payload + type"},
+        "id": {"type": "string", "description": "the cursor to resume from (Last-Event-ID)"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
+def _raw_media(kind: str) -> dict[str, Any]:
+    """A raw answer's media entry: bytes, or for an event stream, one event."""
+    if kind == "text/event-stream":
+        return {"schema": copy.deepcopy(SSE_EVENT_SCHEMA)}
+    return {"schema": {"type": "string", "format": "binary"}}
+
+
 def documented(
     ok: type[BaseModel] | None,
     *,
@@ -237,8 +256,7 @@ class SoraOpenAPI(OpenAPIProvider):
         for status in doc.errors.keys() - responses.keys():  # added here, not by decorators
             responses[status] = copy.deepcopy(responses[500])
         for status, types in doc.raw.items():
-            binary = {"schema": {"type": "string", "format": "binary"}}
-            responses[status] = {"content": {kind: dict(binary) for kind in types}}
+            responses[status] = {"content": {kind: _raw_media(kind) for kind in types}}
         for status, response in responses.items():
             response = dict(response)
             for media in response.get("content", {}).values():

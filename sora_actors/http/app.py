@@ -24,6 +24,7 @@ from . import (
     links,
     observe,
     ratelimit,
+    sse,
     tasks,
     webhooks,
     ws,
@@ -180,5 +181,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(webhooks.blueprint)
     licences.install(app, settings)
     app.register_blueprint(admin_licences.blueprint)
+    app.register_blueprint(sse.blueprint)
+    sse.install(services.runtime.hub)
     large_body(tasks.create)
     return app

@@ -57,6 +57,10 @@ class Ok(Out, Generic[T]):
 # -- bodies ---------------------------------------------------------------------------------
 
 
+class TaskMetadata(Out):
+    external_task_id: str | None
+
+
 class TaskOut(Out):
     """A video task (REST: times are ISO 8601 UTC)."""
 
@@ -87,6 +91,20 @@ class TaskOut(Out):
     completed_at: str | None
     remixed_from_video_id: str | None
     seq: int = Field(description="Version of the task; grows with every stored change")
+    external_task_id: str | None = Field(description="The old backend's externalVideoId")
+    aspect_ratio: Literal["16:9", "9:16"] = Field(description="From size")
+    client_request_id: str | None = Field(
+        description="The create's clientRequestId (or Idempotency-Key)"
+    )
+    reference_image: str | None = Field(
+        description="Signed link to the reference image (image-to-video), else null"
+    )
+    current_step: int | None = Field(
+        description="1 queued, 2 submitted, 3 generating, 4 downloading, 5 completed; "
+        "null once failed or cancelled"
+    )
+    total_steps: int
+    metadata: TaskMetadata
 
 
 class TaskPage(Out):
@@ -195,6 +213,11 @@ class TaskListQuery(BaseModel):
     status: TaskStatus | None = Field(default=None, description="filter (case-insensitive)")
     order: Literal["asc", "desc"] | None = Field(default=None, description="by createdAt")
     cursor: str | None = Field(default=None, description="nextCursor of the previous page")
+    client_request_id: str | None = Field(
+        default=None,
+        alias="clientRequestId",
+        description="the task created with this clientRequestId (or Idempotency-Key), if any",
+    )
 
 
 class IdempotencyHeaders(BaseModel):

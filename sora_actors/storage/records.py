@@ -129,6 +129,7 @@ class NewTask:
     deadline_at: int | None = None
     owner: str | None = None  # the instance that will run its actor, and until when
     lease_expires_at: int | None = None
+    media_type: str = "VIDEO"  # IMAGE: image-to-video (a reference image was sent)
 
 
 @dataclass(frozen=True, slots=True)

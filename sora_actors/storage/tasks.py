@@ -80,7 +80,7 @@ async def _create(
         "model": new.model,
         "size": new.size,
         "duration": new.duration,
-        "media_type": "VIDEO",
+        "media_type": new.media_type,
         "error_code": None,
         "error_message": None,
         "poll_count": 0,
@@ -385,3 +385,17 @@ async def tasks_changed_since(database: Database, user_ids: list[str], since: in
     if not user_ids:
         return []
     return await database.read(_changed_since, user_ids, since)
+
+
+async def _user_unfinished(conn: Any, user_id: str) -> list[Task]:
+    rows = await conn.fetch_all(
+        sa.select(video_tasks)
+        .where(_T.user_id == user_id, _T.status.in_(UNFINISHED_STATUSES))
+        .order_by(_T.created_at)
+    )
+    return [Task.from_row(row) for row in rows]
+
+
+async def unfinished_of_user(database: Database, user_id: str) -> list[Task]:
+    """The user's unfinished tasks, oldest first (what a new event stream starts with)."""
+    return await database.read(_user_unfinished, user_id)

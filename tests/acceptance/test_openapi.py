@@ -192,6 +192,7 @@ async def test_the_docs_page_renders_the_document_without_any_other_origin(
         assert (await server.client.get(path)).status_code == 404, path
 
 
+SSE_PATH = "/api/sse/task-updates"
 CHECKS_NOT_APPLICABLE = (
     # Lenient by design: extra fields ignored (old frontends).
     "negative_data_rejection",
@@ -248,6 +249,10 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
         "--request-timeout",
         "20",
         "--no-color",
+        # An event stream never ends, so each call would wait out the request timeout;
+        # tests/acceptance/test_sse.py covers it with a streaming client.
+        "--exclude-path",
+        SSE_PATH,
     ]
     with trio.fail_after(240):
         result = await trio.run_process(
@@ -258,10 +263,10 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     operations = sum(
         len(ops) for ops in (await server.client.get("/openapi.json")).json()["paths"].values()
     )
-    assert f"{operations} selected / {operations} total" in output, output
+    assert f"{operations - 1} selected / {operations} total" in output, output
     generated = re.search(r"(\d+) generated, (\d+) passed", output)
     assert generated is not None, output
-    assert int(generated.group(1)) >= 10 * operations, output
+    assert int(generated.group(1)) >= 10 * (operations - 1), output
     assert "Server error" not in output
     # The real ids and link reached the routes' success paths, not only their 404/403s.
     assert "Missing test data" not in output, output

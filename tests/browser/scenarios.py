@@ -185,3 +185,33 @@ def reference_image(page: Page, base_url: str, image: str, username: str) -> dic
         "status": answered.value.status,
         "video_id": item.get_attribute("data-video-id"),
     }
+
+
+# An EventSource on the page's origin recording every taskUpdate and every (re)connection.
+FOLLOW_WITH_EVENTSOURCE = """([token, videoId]) => {
+  window.__sse = {events: [], opens: 0, errors: 0, done: false};
+  const source = new EventSource("/api/sse/task-updates?token=" + encodeURIComponent(token));
+  source.onopen = () => { window.__sse.opens += 1; };
+  source.onerror = () => { window.__sse.errors += 1; };
+  source.addEventListener("taskUpdate", (event) => {
+    const data = JSON.parse(event.data);
+    window.__sse.events.push({videoId: data.videoId, seq: data.seq, type: data.type,
+                              status: data.status, progress: data.progress,
+                              lastEventId: event.lastEventId, opens: window.__sse.opens});
+    if (data.videoId === videoId &&
+        ["taskCompleted", "taskFailed", "taskCancelled"].includes(data.type)) {
+      window.__sse.done = true;
+      source.close();
+    }
+  });
+}"""
+
+
+def sse_follow(page: Page, base_url: str, token: str, video_id: str) -> dict[str, Any]:
+    """Follow a task with a real EventSource until it ends (the test cuts the stream once
+    meanwhile; the browser reconnects by itself with Last-Event-ID)."""
+    page.goto(base_url + "/health")
+    page.evaluate(FOLLOW_WITH_EVENTSOURCE, [token, video_id])
+    page.wait_for_function("window.__sse.done", timeout=90_000)
+    result: dict[str, Any] = page.evaluate("window.__sse")
+    return result
