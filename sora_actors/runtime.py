@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
 import trio
 
 from .backoff import Backoff
+from .channels import Channel, ChannelInfo, ChannelSet, CircuitBreaker
 from .content_store import LocalContentStore
 from .hub import Encode, Hub
 from .instrument import CountingProvider
@@ -23,13 +25,16 @@ from .keeper import ContentKeeper
 from .leases import LeaseConfig, Leases
 from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
 from .relay import Relay
-from .settings import Settings
-from .storage import Storage
+from .settings import ChannelSettings, Settings
+from .storage import Activity, Storage
 from .supervisor import RestartIntensity, Supervisor
 from .task import ActorConfig
 from .task_service import TaskService
-from .upstream import Limiter, OpenAICompatProvider, UpstreamConfig
+from .upstream import Limiter, OpenAICompatProvider, Provider, ReplicateProvider, UpstreamConfig
 from .upstream.fake import SimulatorConfig, serve_simulator
+from .upstream.keyring import KeyRing
+from .upstream.mapping import DEFAULT_MODEL_MAP, OPENAI_SECONDS
+from .upstream.replicate import REPLICATE_MODEL_MAP
 
 log = logging.getLogger("sora_actors")
 
@@ -40,7 +45,8 @@ SIMULATOR_KEY = "sk-in-process-simulator"
 class Runtime:
     """The parts of the runtime others use; each running part has one ``statistics()``."""
 
-    provider: CountingProvider
+    provider: CountingProvider  # the first channel's (its counts are every channel's)
+    channels: ChannelSet
     hub: Hub
     supervisor: Supervisor
     relay: Relay
@@ -77,6 +83,70 @@ def upstream_config(settings: Settings, base_url: str, api_key: str) -> Upstream
     )
 
 
+def default_channel(settings: Settings, base_url: str, api_key: str) -> ChannelSettings:
+    """The single ``upstream_*`` settings as the one channel "default"."""
+    return ChannelSettings(
+        name="default",
+        base_url=base_url,
+        api_keys=(api_key or "-",),
+        auth_style=settings.upstream_auth_style,
+        max_concurrent_jobs=settings.upstream_max_concurrent_jobs,
+        max_requests_per_second=settings.upstream_max_requests_per_second,
+    )
+
+
+async def open_channel(
+    settings: Settings,
+    spec: ChannelSettings,
+    stack: AsyncExitStack,
+    counts: tuple[Counter[str], Counter[str]],
+    storage: Storage,
+) -> tuple[Channel, CountingProvider]:
+    """One channel: an adapter per key (each with its own limiter), counted, guarded."""
+    base_map = REPLICATE_MODEL_MAP if spec.dialect == "replicate" else DEFAULT_MODEL_MAP
+    adapter = ReplicateProvider if spec.dialect == "replicate" else OpenAICompatProvider
+    limiters: list[Limiter] = []
+    providers: list[Provider] = []
+    for key in spec.api_keys:
+        config = dataclasses.replace(
+            upstream_config(settings, spec.base_url, key),
+            auth_style=spec.auth_style,
+            model_map={**base_map, **spec.model_map},
+            allowed_seconds=spec.durations or OPENAI_SECONDS,
+            max_requests_per_second=spec.max_requests_per_second,
+            max_concurrent_jobs=spec.max_concurrent_jobs,
+        )
+        limiter = Limiter(config.max_requests_per_second, config.max_concurrent_jobs)
+        limiters.append(limiter)
+        providers.append(await stack.enter_async_context(adapter(config, limiter=limiter)))
+    inner: Provider = providers[0] if len(providers) == 1 else KeyRing(providers, limiters)
+    counted = CountingProvider(inner, calls=counts[0], errors=counts[1])
+
+    async def disabled(channel: Channel, reason: str) -> None:
+        """Tell admins: an activity log entry (the channel's state shows in /health)."""
+        details = {"channel": channel.name, "reason": reason}
+        await storage.accounts.log(Activity("channel_disabled", None, details))
+
+    info = ChannelInfo(
+        name=spec.name,
+        dialect=spec.dialect,
+        priority=spec.priority,
+        weight=spec.weight,
+        enabled=spec.enabled,
+        models=spec.models,
+        sizes=spec.sizes,
+        durations=spec.durations,
+        webhook_secret=spec.webhook_secret,
+    )
+    breaker = CircuitBreaker(
+        settings.channel_failure_threshold,
+        settings.channel_cooldown_seconds,
+        max(settings.channel_cooldown_max_seconds, settings.channel_cooldown_seconds),
+    )
+    channel = Channel(info, counted, limiters=limiters, breaker=breaker, on_disabled=disabled)
+    return channel, counted
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings, storage: Storage, *, encode: Encode
@@ -88,8 +158,12 @@ async def open_runtime(
     Leaving the block cancels every actor; they stop at their next checkpoint, and a unit
     of work already under way completes first (storage shields it).
     """
-    async with trio.open_nursery() as nursery:
-        if settings.upstream_url:
+    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        specs: tuple[ChannelSettings, ...] = settings.channels
+        if specs:
+            base_url, api_key = specs[0].base_url, specs[0].api_keys[0]
+            log.info("upstream channels: %s", ", ".join(spec.name for spec in specs))
+        elif settings.upstream_url:
             base_url, api_key = settings.upstream_url, settings.upstream_api_key
             log.info("upstream: %s", base_url)
         else:
@@ -102,60 +176,65 @@ async def open_runtime(
                 base_url,
                 settings.simulator_time_scale,
             )
-        async with OpenAICompatProvider(upstream_config(settings, base_url, api_key)) as adapter:
-            provider = CountingProvider(adapter)  # calls and errors, for /metrics
-            hub = Hub(
-                encode,
-                queue_size=settings.ws_send_queue_size,
-                stuck_seconds=settings.ws_stuck_seconds,
-            )
-            tasks = TaskService(storage, hub, deadline_s=settings.task_deadline_seconds)
-            content = ContentKeeper(
-                LocalContentStore(settings.resolved_content_dir),
-                storage=storage,
-                provider=provider,
-                tasks=tasks,
-                retention_s=settings.content_retention_days * 86400,
-                sweep_interval_s=settings.content_sweep_interval_seconds,
-            )
-            supervisor = Supervisor(
-                storage=storage,
-                provider=provider,
-                tasks=tasks,
-                actor_config=dataclasses.replace(actor_config(settings), content=content),
-                intensity=RestartIntensity(
-                    max_restarts=settings.actor_max_restarts,
-                    period_s=settings.actor_restart_period_seconds,
+        if not specs:
+            specs = (default_channel(settings, base_url, api_key),)
+        counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())  # for /metrics
+        opened = [await open_channel(settings, spec, stack, counts, storage) for spec in specs]
+        channels = ChannelSet(channel for channel, _ in opened)
+        provider = opened[0][1]
+        hub = Hub(
+            encode,
+            queue_size=settings.ws_send_queue_size,
+            stuck_seconds=settings.ws_stuck_seconds,
+        )
+        tasks = TaskService(storage, hub, deadline_s=settings.task_deadline_seconds)
+        content = ContentKeeper(
+            LocalContentStore(settings.resolved_content_dir),
+            storage=storage,
+            provider=channels,
+            tasks=tasks,
+            retention_s=settings.content_retention_days * 86400,
+            sweep_interval_s=settings.content_sweep_interval_seconds,
+        )
+        supervisor = Supervisor(
+            storage=storage,
+            provider=channels,
+            tasks=tasks,
+            actor_config=dataclasses.replace(actor_config(settings), content=content),
+            intensity=RestartIntensity(
+                max_restarts=settings.actor_max_restarts,
+                period_s=settings.actor_restart_period_seconds,
+            ),
+            leases=Leases(
+                storage,
+                LeaseConfig(
+                    owner=settings.resolved_instance_id,
+                    lease_s=settings.lease_seconds,
+                    heartbeat_s=settings.lease_heartbeat_seconds,
+                    claim_interval_s=settings.claim_interval_seconds,
+                    # One SQLite file serves one process (storage enforces it).
+                    exclusive=storage.dialect == "sqlite",
                 ),
-                leases=Leases(
-                    storage,
-                    LeaseConfig(
-                        owner=settings.resolved_instance_id,
-                        lease_s=settings.lease_seconds,
-                        heartbeat_s=settings.lease_heartbeat_seconds,
-                        claim_interval_s=settings.claim_interval_seconds,
-                        # One SQLite file serves one process (storage enforces it).
-                        exclusive=storage.dialect == "sqlite",
-                    ),
-                ),
+            ),
+        )
+        # The actors' own nursery closes first, while the upstream client is still open.
+        async with trio.open_nursery() as actors:
+            resumed: int = await actors.start(supervisor.run)
+            relay = Relay(storage, hub, supervisor)
+            actors.start_soon(relay.run, name="event relay")
+            actors.start_soon(hub.run, name="hub sweeper")
+            actors.start_soon(content.sweep_forever, name="content retention sweep")
+            yield Runtime(
+                provider=provider,
+                channels=channels,
+                hub=hub,
+                supervisor=supervisor,
+                relay=relay,
+                limiter=opened[0][0].limiters[0],
+                upstream_url=base_url,
+                resumed=resumed,
+                content=content,
+                tasks=tasks,
             )
-            # The actors' own nursery closes first, while the upstream client is still open.
-            async with trio.open_nursery() as actors:
-                resumed: int = await actors.start(supervisor.run)
-                relay = Relay(storage, hub, supervisor)
-                actors.start_soon(relay.run, name="event relay")
-                actors.start_soon(hub.run, name="hub sweeper")
-                actors.start_soon(content.sweep_forever, name="content retention sweep")
-                yield Runtime(
-                    provider=provider,
-                    hub=hub,
-                    supervisor=supervisor,
-                    relay=relay,
-                    limiter=adapter.limiter,
-                    upstream_url=base_url,
-                    resumed=resumed,
-                    content=content,
-                    tasks=tasks,
-                )
-                actors.cancel_scope.cancel()
+            actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

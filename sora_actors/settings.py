@@ -11,6 +11,7 @@ and the attribute the code reads are the same word (``port`` / ``SORA_PORT`` /
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -33,6 +34,45 @@ MIN_SECRET_LENGTH = 32
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message is one line naming it."""
+
+
+class ChannelSettings(BaseModel):
+    """One upstream channel (a ``[[channels]]`` entry): where, with which keys, for what.
+
+    Empty ``models`` / ``sizes`` / ``durations``: serves any (durations are then mapped to
+    the dialect's nearest allowed length). Keys are used in turn.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    dialect: Literal["openai", "replicate"] = "openai"
+    base_url: str
+    api_keys: tuple[str, ...] = Field(min_length=1)
+    auth_style: Literal["bearer", "bare", "x-api-key", "token"] = "bearer"
+    model_map: dict[str, str] = Field(default_factory=dict)
+    models: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()
+    durations: tuple[int, ...] = ()
+    priority: int = 0
+    weight: float = Field(default=1.0, gt=0)
+    max_concurrent_jobs: int = Field(default=50, gt=0)
+    max_requests_per_second: float = Field(default=10.0, gt=0)
+    enabled: bool = True
+    # Standard Webhooks secret ("whsec_...") the channel signs its callbacks with, if any.
+    webhook_secret: str = ""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _one_key(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
 
 
 class Settings(BaseModel):
@@ -110,6 +150,12 @@ class Settings(BaseModel):
     ws_max_subscriptions_per_user: int = Field(default=5000, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
+    # Upstream channels ([[channels]] in a settings file, or JSON in SORA_CHANNELS). Empty:
+    # one channel named "default" from the upstream_* settings (or the simulator).
+    channels: tuple[ChannelSettings, ...] = ()
+    channel_failure_threshold: int = Field(default=5, gt=0)
+    channel_cooldown_seconds: float = Field(default=5.0, gt=0)
+    channel_cooldown_max_seconds: float = Field(default=300.0, gt=0)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 
@@ -124,6 +170,25 @@ class Settings(BaseModel):
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         parse_networks(value)  # ValueError names the bad entry
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else ()
+            except ValueError as error:
+                raise ValueError(f"not a JSON array of channels: {error}") from None
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_names(cls, value: tuple[ChannelSettings, ...]) -> tuple[ChannelSettings, ...]:
+        names = [channel.name for channel in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"channel name {twice[0]!r} is used twice")
         return value
 
     @field_validator("database_url")
@@ -213,8 +278,11 @@ def load(
     except ValidationError as error:
         first = error.errors()[0]
         key = str(first["loc"][0]) if first["loc"] else "?"
-        # redact(): the value may be a URL with a password in it.
+        # redact(): the value may be a URL with a password in it; channels hold API keys,
+        # so for them only where the fault is is named.
         got = redact(repr(values.get(key, "")))
+        if key == "channels":
+            got = "[...] at " + ".".join(str(part) for part in first["loc"][1:])
         raise SettingsError(
             f"invalid setting {ENV_PREFIX}{key.upper()}={got}: {first['msg']}"
         ) from None

@@ -86,6 +86,8 @@ class Task:
     content_variants: str | None = None
     # When the task, finished upstream, first found the content store full (it waits).
     content_pending_since: int | None = None
+    # The upstream channel its create went to (see sora_actors/channels.py); None before.
+    channel: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:

@@ -84,6 +84,7 @@ async def _create(conn: Any, new: NewTask, activity: Activity, notify: bool) -> 
         "content_expired_at": None,
         "content_variants": None,
         "content_pending_since": None,
+        "channel": None,
     }
     await conn.execute(video_tasks.insert().values(**values))
     if new.image is not None:
