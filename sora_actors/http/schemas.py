@@ -136,6 +136,21 @@ class ContentHealth(Out):
     pending_space: int = Field(description="tasks waiting for space to store their video")
 
 
+class ChannelHealth(Out):
+    name: str
+    dialect: str
+    priority: int
+    weight: float
+    state: Literal["closed", "open", "half_open", "disabled"] = Field(
+        description="circuit state; disabled: switched off, or refused our key (401/403)"
+    )
+    disabled_reason: str | None
+    jobs_running: int = Field(description="upstream jobs unfinished plus creates in flight")
+    error_rate: float = Field(description="share of the last 100 calls that failed")
+    latency_ms: float | None = Field(description="mean of the last 100 calls")
+    retry_in: float = Field(description="open: seconds until a probe may go")
+
+
 class HealthOut(Out):
     status: Literal["ok", "degraded"]
     timestamp: str | None
@@ -143,6 +158,9 @@ class HealthOut(Out):
     version: str
     database: DatabaseHealth
     content: ContentHealth
+    channels: list[ChannelHealth] = Field(
+        default_factory=list, description="upstream channels; degraded when none is usable"
+    )
 
 
 # Named envelopes: readable component names in the document.
