@@ -183,7 +183,7 @@ async def check_one_job_per_task(
 async def test_failover_without_duplicates_when_the_preferred_channel_fails(
     database_url: str, tmp_path: Path
 ) -> None:
-    with simulators(QUICK + ("--seed", "1"), QUICK + ("--seed", "2")) as (bad, good):
+    with simulators((*QUICK, "--seed", "1"), (*QUICK, "--seed", "2")) as (bad, good):
         # Most creates on the preferred channel are refused before acceptance (503/500 with
         # an error body, 429) and some answers are lost after it (dropped connections: the
         # job exists, the lookup must find it there and never create it again elsewhere).
@@ -205,7 +205,7 @@ async def test_failover_without_duplicates_when_the_preferred_channel_fails(
 async def test_tasks_created_after_a_channel_was_killed_go_to_the_other(
     database_url: str, tmp_path: Path
 ) -> None:
-    with simulators(QUICK + ("--seed", "3"), QUICK + ("--seed", "4")) as (first, second):
+    with simulators((*QUICK, "--seed", "3"), (*QUICK, "--seed", "4")) as (first, second):
         channels = [channel("first", first, "k1", 10), channel("second", second, "k2", 1)]
         async with serving(tmp_path, database_url, channels) as (server, headers):
             before = await create_all(server, headers, 10)
@@ -226,7 +226,7 @@ async def test_tasks_created_after_a_channel_was_killed_go_to_the_other(
 async def test_a_refused_key_disables_the_channel_and_tells_admins(
     database_url: str, tmp_path: Path
 ) -> None:
-    with simulators(QUICK + ("--api-key", "right")) as (sim,):
+    with simulators((*QUICK, "--api-key", "right")) as (sim,):
         channels = [
             channel("revoked", sim, "wrong", 10),
             {**channel("working", sim, "right", 1), "auth_style": "bearer"},
