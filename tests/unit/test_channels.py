@@ -245,4 +245,5 @@ def test_unknown_or_missing_channel_names_fall_back_to_the_default() -> None:
     assert channels.get(None) is default and channels.get("gone") is default
     assert channels.get("a") is a
     assert ChannelSet([a]).get(None) is a
+    assert channels.named("a") is a and channels.named("gone") is None
     assert isinstance(channels.channels["a"].limiters[0], Limiter)
