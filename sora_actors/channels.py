@@ -406,6 +406,11 @@ class ChannelSet:
             return self.default
         return channel
 
+    def named(self, name: str) -> Channel | None:
+        """Exactly the channel of that name (an upstream webhook names its channel; its
+        ``info.webhook_secret`` verifies it), or None."""
+        return self.channels.get(name)
+
     def pick(self, model: str, size: str, duration: int, *, exclude: Iterable[str] = ()) -> Channel:
         """Route a new task (see the module doc); raises NoChannel."""
         excluded = set(exclude)
