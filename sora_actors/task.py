@@ -353,6 +353,9 @@ class TaskActor:
         self._tried.add(channel.name)
         task = self.task
         try:
+            if task.remixed_from_video_id is not None:
+                # A remix can only be made where its source lives: no other channel.
+                raise NoChannel("unavailable", "a remix stays on its source's channel")
             self._channels.pick(task.model, task.size, task.duration, exclude=self._tried)
         except NoChannel as none:
             if kind in (ErrorKind.AUTH, ErrorKind.QUOTA):

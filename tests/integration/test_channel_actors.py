@@ -212,3 +212,24 @@ async def test_keys_are_used_in_turn_and_each_job_stays_with_its_key(
         raise AssertionError("an unknown job was found")
     found = await fresh.find_jobs(SubmitRequest(prompt="p4"))
     assert [j.id for j in found] == [jobs[4].id]
+
+
+async def test_a_remix_stays_on_its_sources_channel_even_when_refused(
+    sqlite_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    a, b = upstream(1), upstream(2)
+    async with (
+        opened(sqlite_url) as (storage, user),
+        running(storage, user, channels(a=(a, 1), b=(b, 1))) as run,
+    ):
+        source = await run.create("the original")
+        done = await run.ended(source.video_id)
+        home = a if done.channel == "a" else b
+        home.inject_error("remix", UpstreamError(ErrorKind.TRANSIENT, "503 with a body"))
+        t0 = trio.current_time()
+        remix, _ = await run.tasks.accept(user, Order("now at night", remixed_from=source.video_id))
+        remixed = await run.ended(remix.video_id)
+    assert remixed.status == "COMPLETED" and remixed.channel == done.channel
+    assert home.calls["remix"] == 2 and (a.calls["remix"] + b.calls["remix"]) == 2
+    # Refused once: tried again on the same channel after the resubmit delay.
+    assert run.reached[(remix.video_id, Phase.POLLING)] == t0 + 5.0
