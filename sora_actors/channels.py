@@ -254,6 +254,22 @@ class Channel:
             retry_in_s=round(self.breaker.retry_in(), 3),
         )
 
+    async def test(self) -> UpstreamError | None:
+        """An admin's test call: one list request, past the circuit and a 401's disabling.
+        A success closes the circuit and enables a channel a 401/403 had disabled."""
+        started = trio.current_time()
+        try:
+            await self.inner.list_jobs(limit=1)
+        except UpstreamError as error:
+            self._calls += 1
+            self._latencies.append(trio.current_time() - started)
+            return error
+        self._calls += 1
+        self._latencies.append(trio.current_time() - started)
+        self.disabled_reason = None
+        self.breaker.success()
+        return None
+
     # -- the guard ------------------------------------------------------------------
     def _admit(self) -> None:
         """Refuse at once (nothing sent) when disabled or the circuit is open."""

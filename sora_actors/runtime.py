@@ -47,6 +47,7 @@ class Runtime:
 
     provider: CountingProvider  # the first channel's (its counts are every channel's)
     channels: ChannelSet
+    channel_specs: tuple[ChannelSettings, ...]  # how each channel was configured
     hub: Hub
     supervisor: Supervisor
     relay: Relay
@@ -227,6 +228,7 @@ async def open_runtime(
             yield Runtime(
                 provider=provider,
                 channels=channels,
+                channel_specs=specs,
                 hub=hub,
                 supervisor=supervisor,
                 relay=relay,

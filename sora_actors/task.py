@@ -352,12 +352,16 @@ class TaskActor:
             )
         self._tried.add(channel.name)
         task = self.task
-        try:
-            if task.remixed_from_video_id is not None:
-                # A remix can only be made where its source lives: no other channel.
-                raise NoChannel("unavailable", "a remix stays on its source's channel")
-            self._channels.pick(task.model, task.size, task.duration, exclude=self._tried)
-        except NoChannel as none:
+        none: NoChannel | None = None
+        if task.remixed_from_video_id is not None:
+            # A remix can only be made where its source lives: no other channel.
+            none = NoChannel("unavailable", "a remix stays on its source's channel")
+        else:
+            try:
+                self._channels.pick(task.model, task.size, task.duration, exclude=self._tried)
+            except NoChannel as unroutable:
+                none = unroutable
+        if none is not None:
             if kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
                 await self._fail(*failure_for(error))
                 return

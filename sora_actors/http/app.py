@@ -14,6 +14,7 @@ from ..services import Services
 from . import (
     accounts,
     apidoc,
+    channels_admin,
     console,
     cors,
     errors,
@@ -174,5 +175,6 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
+    app.register_blueprint(channels_admin.blueprint)
     large_body(tasks.create)
     return app

@@ -293,3 +293,57 @@ async def test_replicate_dialect_end_to_end_with_upstream_cancel(
     assert stats["cancels"] == 1 and stats["creates_total"] == 2
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
     assert tasks[done_id]["thumbnailUrl"] is None  # a prediction has one output, no previews
+
+
+async def make_admin(server: LiveServer, username: str) -> dict[str, str]:
+    headers = await server.user(username)
+
+    async def promote(conn: Any) -> None:
+        await conn.execute("UPDATE users SET role = 'ADMIN' WHERE username = :u", {"u": username})
+
+    await server.services.storage.database.run(promote)
+    return headers
+
+
+async def test_admins_see_channels_with_masked_keys_and_test_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    with simulators((*QUICK, "--api-key", "sk-right-0001")) as (sim,):
+        channels = [
+            {**channel("revoked", sim, "sk-wrong-9999", 10), "webhook_secret": "whsec_abc"},
+            channel("working", sim, "sk-right-0001", 1),
+        ]
+        async with serving(tmp_path, database_url, channels) as (server, user):
+            admin = await make_admin(server, "boss")
+            assert (await server.client.get("/api/admin/channels")).status_code == 401
+            refused = await server.client.get("/api/admin/channels", headers=user)
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "FORBIDDEN"
+            listed = await server.client.get("/api/admin/channels", headers=admin)
+            assert listed.status_code == 200, listed.text
+            shown = {c["name"]: c for c in listed.json()["data"]["channels"]}
+            assert shown["revoked"]["keys"] == ["...9999"]
+            assert shown["working"]["keys"] == ["...0001"]
+            assert "sk-right" not in listed.text and "sk-wrong" not in listed.text
+            assert "whsec_abc" not in listed.text and shown["revoked"]["webhookSecretSet"]
+            assert shown["working"]["health"]["state"] == "closed"
+
+            failed = await server.client.post("/api/admin/channels/revoked/test", headers=admin)
+            assert failed.status_code == 200, failed.text
+            report = failed.json()["data"]
+            assert (report["ok"], report["status"], report["reenabled"]) == (False, 401, False)
+            missing = await server.client.post("/api/admin/channels/nope/test", headers=admin)
+            assert missing.status_code == 404
+            assert missing.json()["error"]["code"] == "CHANNEL_NOT_FOUND"
+
+            # A channel disabled earlier (say by a revoked key since replaced upstream) comes
+            # back once a test call succeeds.
+            server.services.runtime.channels.named("working").disabled_reason = "401 (earlier)"  # type: ignore[union-attr]
+            back = (
+                await server.client.post("/api/admin/channels/working/test", headers=admin)
+            ).json()["data"]
+            assert (back["ok"], back["reenabled"]) == (True, True)
+            health = (await server.client.get("/health")).json()["data"]
+            log = await server.services.storage.accounts.activities(limit=100)
+    assert {c["name"]: c["state"] for c in health["channels"]}["working"] == "closed"
+    tests = [e for e in log if e["action"] == "admin_channel_test"]
+    assert len(tests) == 2
