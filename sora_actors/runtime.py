@@ -149,6 +149,18 @@ async def open_channel(
 
 
 @asynccontextmanager
+async def open_channels(
+    settings: Settings, specs: tuple[ChannelSettings, ...], storage: Storage
+) -> AsyncIterator[tuple[ChannelSet, CountingProvider]]:
+    """Every channel, open until the block ends; and the first one's counting provider
+    (whose counts are every channel's: they share one tally, for /metrics)."""
+    counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+    async with AsyncExitStack() as stack:
+        opened = [await open_channel(settings, spec, stack, counts, storage) for spec in specs]
+        yield ChannelSet(channel for channel, _ in opened), opened[0][1]
+
+
+@asynccontextmanager
 async def open_runtime(
     settings: Settings, storage: Storage, *, encode: Encode
 ) -> AsyncIterator[Runtime]:
@@ -159,7 +171,7 @@ async def open_runtime(
     Leaving the block cancels every actor; they stop at their next checkpoint, and a unit
     of work already under way completes first (storage shields it).
     """
-    async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+    async with trio.open_nursery() as nursery:
         specs: tuple[ChannelSettings, ...] = settings.channels
         if specs:
             base_url, api_key = specs[0].base_url, specs[0].api_keys[0]
@@ -179,64 +191,61 @@ async def open_runtime(
             )
         if not specs:
             specs = (default_channel(settings, base_url, api_key),)
-        counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())  # for /metrics
-        opened = [await open_channel(settings, spec, stack, counts, storage) for spec in specs]
-        channels = ChannelSet(channel for channel, _ in opened)
-        provider = opened[0][1]
-        hub = Hub(
-            encode,
-            queue_size=settings.ws_send_queue_size,
-            stuck_seconds=settings.ws_stuck_seconds,
-        )
-        tasks = TaskService(storage, hub, deadline_s=settings.task_deadline_seconds)
-        content = ContentKeeper(
-            LocalContentStore(settings.resolved_content_dir),
-            storage=storage,
-            provider=channels,
-            tasks=tasks,
-            retention_s=settings.content_retention_days * 86400,
-            sweep_interval_s=settings.content_sweep_interval_seconds,
-        )
-        supervisor = Supervisor(
-            storage=storage,
-            provider=channels,
-            tasks=tasks,
-            actor_config=dataclasses.replace(actor_config(settings), content=content),
-            intensity=RestartIntensity(
-                max_restarts=settings.actor_max_restarts,
-                period_s=settings.actor_restart_period_seconds,
-            ),
-            leases=Leases(
-                storage,
-                LeaseConfig(
-                    owner=settings.resolved_instance_id,
-                    lease_s=settings.lease_seconds,
-                    heartbeat_s=settings.lease_heartbeat_seconds,
-                    claim_interval_s=settings.claim_interval_seconds,
-                    # One SQLite file serves one process (storage enforces it).
-                    exclusive=storage.dialect == "sqlite",
-                ),
-            ),
-        )
-        # The actors' own nursery closes first, while the upstream client is still open.
-        async with trio.open_nursery() as actors:
-            resumed: int = await actors.start(supervisor.run)
-            relay = Relay(storage, hub, supervisor)
-            actors.start_soon(relay.run, name="event relay")
-            actors.start_soon(hub.run, name="hub sweeper")
-            actors.start_soon(content.sweep_forever, name="content retention sweep")
-            yield Runtime(
-                provider=provider,
-                channels=channels,
-                channel_specs=specs,
-                hub=hub,
-                supervisor=supervisor,
-                relay=relay,
-                limiter=opened[0][0].limiters[0],
-                upstream_url=base_url,
-                resumed=resumed,
-                content=content,
-                tasks=tasks,
+        async with open_channels(settings, specs, storage) as (channels, provider):
+            hub = Hub(
+                encode,
+                queue_size=settings.ws_send_queue_size,
+                stuck_seconds=settings.ws_stuck_seconds,
             )
-            actors.cancel_scope.cancel()
+            tasks = TaskService(storage, hub, deadline_s=settings.task_deadline_seconds)
+            content = ContentKeeper(
+                LocalContentStore(settings.resolved_content_dir),
+                storage=storage,
+                provider=channels,
+                tasks=tasks,
+                retention_s=settings.content_retention_days * 86400,
+                sweep_interval_s=settings.content_sweep_interval_seconds,
+            )
+            supervisor = Supervisor(
+                storage=storage,
+                provider=channels,
+                tasks=tasks,
+                actor_config=dataclasses.replace(actor_config(settings), content=content),
+                intensity=RestartIntensity(
+                    max_restarts=settings.actor_max_restarts,
+                    period_s=settings.actor_restart_period_seconds,
+                ),
+                leases=Leases(
+                    storage,
+                    LeaseConfig(
+                        owner=settings.resolved_instance_id,
+                        lease_s=settings.lease_seconds,
+                        heartbeat_s=settings.lease_heartbeat_seconds,
+                        claim_interval_s=settings.claim_interval_seconds,
+                        # One SQLite file serves one process (storage enforces it).
+                        exclusive=storage.dialect == "sqlite",
+                    ),
+                ),
+            )
+            # The actors' own nursery closes first, while the upstream client is still open.
+            async with trio.open_nursery() as actors:
+                resumed: int = await actors.start(supervisor.run)
+                relay = Relay(storage, hub, supervisor)
+                actors.start_soon(relay.run, name="event relay")
+                actors.start_soon(hub.run, name="hub sweeper")
+                actors.start_soon(content.sweep_forever, name="content retention sweep")
+                yield Runtime(
+                    provider=provider,
+                    channels=channels,
+                    channel_specs=specs,
+                    hub=hub,
+                    supervisor=supervisor,
+                    relay=relay,
+                    limiter=channels.default.limiters[0],
+                    upstream_url=base_url,
+                    resumed=resumed,
+                    content=content,
+                    tasks=tasks,
+                )
+                actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
