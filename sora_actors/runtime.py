@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
 import trio
 
 from .backoff import Backoff
+from .channels import Channel, ChannelInfo, ChannelSet, CircuitBreaker
 from .content_store import LocalContentStore
 from .hub import Encode, Hub
 from .instrument import CountingProvider
@@ -24,13 +26,16 @@ from .leases import LeaseConfig, Leases
 from .plans import Plans
 from .polling import PollingPolicy, PredictivePolicy, SteppedSchedule, WebhookWatch
 from .relay import Relay
-from .settings import Settings
-from .storage import Storage
+from .settings import ChannelSettings, Settings
+from .storage import Activity, Storage
 from .supervisor import RestartIntensity, Supervisor
 from .task import ActorConfig
 from .task_service import TaskService
-from .upstream import Limiter, OpenAICompatProvider, UpstreamConfig
+from .upstream import Limiter, OpenAICompatProvider, Provider, ReplicateProvider, UpstreamConfig
 from .upstream.fake import SimulatorConfig, serve_simulator
+from .upstream.keyring import KeyRing
+from .upstream.mapping import DEFAULT_MODEL_MAP, OPENAI_SECONDS
+from .upstream.replicate import REPLICATE_MODEL_MAP
 from .webhook_inbox import WebhookInbox
 
 log = logging.getLogger("sora_actors")
@@ -42,7 +47,9 @@ SIMULATOR_KEY = "sk-in-process-simulator"
 class Runtime:
     """The parts of the runtime others use; each running part has one ``statistics()``."""
 
-    provider: CountingProvider
+    provider: CountingProvider  # the first channel's (its counts are every channel's)
+    channels: ChannelSet
+    channel_specs: tuple[ChannelSettings, ...]  # how each channel was configured
     hub: Hub
     supervisor: Supervisor
     relay: Relay
@@ -85,6 +92,83 @@ def upstream_config(settings: Settings, base_url: str, api_key: str) -> Upstream
     )
 
 
+def default_channel(settings: Settings, base_url: str, api_key: str) -> ChannelSettings:
+    """The single ``upstream_*`` settings as the one channel "default"."""
+    return ChannelSettings(
+        name="default",
+        base_url=base_url,
+        api_keys=(api_key or "-",),
+        auth_style=settings.upstream_auth_style,
+        max_concurrent_jobs=settings.upstream_max_concurrent_jobs,
+        max_requests_per_second=settings.upstream_max_requests_per_second,
+        webhook_secret=settings.upstream_webhook_secret,
+    )
+
+
+async def open_channel(
+    settings: Settings,
+    spec: ChannelSettings,
+    stack: AsyncExitStack,
+    counts: tuple[Counter[str], Counter[str]],
+    storage: Storage,
+) -> tuple[Channel, CountingProvider]:
+    """One channel: an adapter per key (each with its own limiter), counted, guarded."""
+    base_map = REPLICATE_MODEL_MAP if spec.dialect == "replicate" else DEFAULT_MODEL_MAP
+    adapter = ReplicateProvider if spec.dialect == "replicate" else OpenAICompatProvider
+    limiters: list[Limiter] = []
+    providers: list[Provider] = []
+    for key in spec.api_keys:
+        config = dataclasses.replace(
+            upstream_config(settings, spec.base_url, key),
+            auth_style=spec.auth_style,
+            model_map={**base_map, **spec.model_map},
+            allowed_seconds=spec.durations or OPENAI_SECONDS,
+            max_requests_per_second=spec.max_requests_per_second,
+            max_concurrent_jobs=spec.max_concurrent_jobs,
+        )
+        limiter = Limiter(config.max_requests_per_second, config.max_concurrent_jobs)
+        limiters.append(limiter)
+        providers.append(await stack.enter_async_context(adapter(config, limiter=limiter)))
+    inner: Provider = providers[0] if len(providers) == 1 else KeyRing(providers, limiters)
+    counted = CountingProvider(inner, calls=counts[0], errors=counts[1])
+
+    async def disabled(channel: Channel, reason: str) -> None:
+        """Tell admins: an activity log entry (the channel's state shows in /health)."""
+        details = {"channel": channel.name, "reason": reason}
+        await storage.accounts.log(Activity("channel_disabled", None, details))
+
+    info = ChannelInfo(
+        name=spec.name,
+        dialect=spec.dialect,
+        priority=spec.priority,
+        weight=spec.weight,
+        enabled=spec.enabled,
+        models=spec.models,
+        sizes=spec.sizes,
+        durations=spec.durations,
+        webhook_secret=spec.webhook_secret,
+    )
+    breaker = CircuitBreaker(
+        settings.channel_failure_threshold,
+        settings.channel_cooldown_seconds,
+        max(settings.channel_cooldown_max_seconds, settings.channel_cooldown_seconds),
+    )
+    channel = Channel(info, counted, limiters=limiters, breaker=breaker, on_disabled=disabled)
+    return channel, counted
+
+
+@asynccontextmanager
+async def open_channels(
+    settings: Settings, specs: tuple[ChannelSettings, ...], storage: Storage
+) -> AsyncIterator[tuple[ChannelSet, CountingProvider]]:
+    """Every channel, open until the block ends; and the first one's counting provider
+    (whose counts are every channel's: they share one tally, for /metrics)."""
+    counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+    async with AsyncExitStack() as stack:
+        opened = [await open_channel(settings, spec, stack, counts, storage) for spec in specs]
+        yield ChannelSet(channel for channel, _ in opened), opened[0][1]
+
+
 @asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -104,7 +188,11 @@ async def open_runtime(
     """
     plans = Plans(settings.plans, default_plan or (lambda: settings.default_plan))
     async with trio.open_nursery() as nursery:
-        if settings.upstream_url:
+        specs: tuple[ChannelSettings, ...] = settings.channels
+        if specs:
+            base_url, api_key = specs[0].base_url, specs[0].api_keys[0]
+            log.info("upstream channels: %s", ", ".join(spec.name for spec in specs))
+        elif settings.upstream_url:
             base_url, api_key = settings.upstream_url, settings.upstream_api_key
             log.info("upstream: %s", base_url)
         else:
@@ -117,8 +205,9 @@ async def open_runtime(
                 base_url,
                 settings.simulator_time_scale,
             )
-        async with OpenAICompatProvider(upstream_config(settings, base_url, api_key)) as adapter:
-            provider = CountingProvider(adapter)  # calls and errors, for /metrics
+        if not specs:
+            specs = (default_channel(settings, base_url, api_key),)
+        async with open_channels(settings, specs, storage) as (channels, provider):
             hub = Hub(
                 encode,
                 queue_size=settings.ws_send_queue_size,
@@ -130,7 +219,7 @@ async def open_runtime(
             content = ContentKeeper(
                 LocalContentStore(settings.resolved_content_dir),
                 storage=storage,
-                provider=provider,
+                provider=channels,
                 tasks=tasks,
                 retention_s=settings.content_retention_days * 86400,
                 sweep_interval_s=settings.content_sweep_interval_seconds,
@@ -138,7 +227,7 @@ async def open_runtime(
             watch = WebhookWatch()
             supervisor = Supervisor(
                 storage=storage,
-                provider=provider,
+                provider=channels,
                 tasks=tasks,
                 actor_config=dataclasses.replace(
                     actor_config(settings), content=content, webhooks=watch
@@ -168,16 +257,18 @@ async def open_runtime(
                 actors.start_soon(content.sweep_forever, name="content retention sweep")
                 yield Runtime(
                     provider=provider,
+                    channels=channels,
+                    channel_specs=specs,
                     hub=hub,
                     supervisor=supervisor,
                     relay=relay,
-                    limiter=adapter.limiter,
+                    limiter=channels.default.limiters[0],
                     upstream_url=base_url,
                     resumed=resumed,
                     content=content,
                     tasks=tasks,
                     webhooks=WebhookInbox(
-                        {"default": settings.upstream_webhook_secret},
+                        {spec.name: spec.webhook_secret for spec in specs},
                         storage=storage,
                         supervisor=supervisor,
                         watch=watch,

@@ -62,6 +62,52 @@ class Plan(BaseModel):
 LICENSE_TYPES = ("TRIAL", "PRO", "ENTERPRISE")
 
 
+class ChannelSettings(BaseModel):
+    """One upstream channel (a ``[[channels]]`` entry): where, with which keys, for what.
+
+    Empty ``models`` / ``sizes`` / ``durations``: serves any (durations are then mapped to
+    the dialect's nearest allowed length). Keys are used in turn.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    dialect: Literal["openai", "replicate"] = "openai"
+    base_url: str
+    api_keys: tuple[str, ...] = Field(min_length=1)
+    auth_style: Literal["bearer", "bare", "x-api-key", "token"] = "bearer"
+    model_map: dict[str, str] = Field(default_factory=dict)
+    models: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()
+    durations: tuple[int, ...] = ()
+    priority: int = 0
+    weight: float = Field(default=1.0, gt=0)
+    max_concurrent_jobs: int = Field(default=50, gt=0)
+    max_requests_per_second: float = Field(default=10.0, gt=0)
+    enabled: bool = True
+    # Standard Webhooks secret ("whsec_...") the channel signs its callbacks with, if any.
+    webhook_secret: str = ""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _one_key(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str) -> str:
+        if value:
+            secret_key(value)  # ValueError says what is wrong, never the secret
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
 class Settings(BaseModel):
     """Validated configuration of one process."""
 
@@ -144,6 +190,12 @@ class Settings(BaseModel):
     default_plan: str = "FREE"
     license_checks_per_address: int = Field(default=20, ge=0)
     license_checks_period_seconds: float = Field(default=60.0, gt=0)
+    # Upstream channels ([[channels]] in a settings file, or JSON in SORA_CHANNELS). Empty:
+    # one channel named "default" from the upstream_* settings (or the simulator).
+    channels: tuple[ChannelSettings, ...] = ()
+    channel_failure_threshold: int = Field(default=5, gt=0)
+    channel_cooldown_seconds: float = Field(default=5.0, gt=0)
+    channel_cooldown_max_seconds: float = Field(default=300.0, gt=0)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 
@@ -175,6 +227,25 @@ class Settings(BaseModel):
             for name in (*LICENSE_TYPES, value):
                 if name not in plans:
                     raise ValueError(f"no plan named {name!r} in plans")
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else ()
+            except ValueError as error:
+                raise ValueError(f"not a JSON array of channels: {error}") from None
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_names(cls, value: tuple[ChannelSettings, ...]) -> tuple[ChannelSettings, ...]:
+        names = [channel.name for channel in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"channel name {twice[0]!r} is used twice")
         return value
 
     @field_validator("database_url")
@@ -293,10 +364,13 @@ def load(
     except ValidationError as error:
         first = error.errors()[0]
         key = str(first["loc"][0]) if first["loc"] else "?"
-        # redact(): the value may be a URL with a password in it.
+        # redact(): the value may be a URL with a password in it; channels hold API keys,
+        # so for them only where the fault is is named.
         got = redact(repr(values.get(key, "")))
         if key.endswith("_secret"):
             got = "(hidden)"  # never a secret, even a malformed one, in a log line
+        if key == "channels":
+            got = "[...] at " + ".".join(str(part) for part in first["loc"][1:])
         raise SettingsError(
             f"invalid setting {ENV_PREFIX}{key.upper()}={got}: {first['msg']}"
         ) from None

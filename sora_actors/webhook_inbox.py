@@ -64,6 +64,8 @@ class WebhookInbox:
         if event.type not in EVENTS:
             return Receipt(event.type, None, False)
         task = await self._storage.tasks.by_external_id(event.job_id)
+        if task is not None and (task.channel or "default") != channel:
+            task = None  # another channel's job id: this channel's secret cannot speak for it
         if task is None or task.terminal:
             return Receipt(event.type, task.video_id if task else None, False)
         delivered = self._supervisor.hint(task.video_id, UpstreamHint(event.type))

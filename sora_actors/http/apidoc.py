@@ -154,6 +154,8 @@ def documented(
     if storage:
         for error_status, codes in STORAGE_ERRORS.items():
             add(error_status, codes)
+    if query is not None:
+        add(400, ("INVALID_CHARACTER",))  # a NUL in a query value (refused in app.py)
     add(500, ("INTERNAL_ERROR",))
     doc = RouteDoc(
         success=status,

@@ -15,6 +15,7 @@ from . import (
     accounts,
     admin_licences,
     apidoc,
+    channels_admin,
     console,
     cors,
     errors,
@@ -183,5 +184,6 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(admin_licences.blueprint)
     app.register_blueprint(sse.blueprint)
     sse.install(services.runtime.hub)
+    app.register_blueprint(channels_admin.blueprint)
     large_body(tasks.create)
     return app

@@ -88,6 +88,8 @@ class Task:
     content_pending_since: int | None = None
     # The polling policy's estimate of when the upstream job ends (wall ms), if it has one.
     estimated_end_at: int | None = None
+    # The upstream channel its create went to (see sora_actors/channels.py); None before.
+    channel: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:

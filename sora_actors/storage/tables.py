@@ -110,6 +110,7 @@ video_tasks = sa.Table(
     sa.Column("content_variants", sa.Text),
     sa.Column("content_pending_since", sa.BigInteger),
     sa.Column("estimated_end_at", sa.BigInteger),
+    sa.Column("channel", sa.Text),
 )
 
 task_inputs = sa.Table(

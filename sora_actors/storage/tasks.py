@@ -105,6 +105,7 @@ async def _create(
         "content_variants": None,
         "content_pending_since": None,
         "estimated_end_at": None,
+        "channel": None,
     }
     await conn.execute(video_tasks.insert().values(**values))
     if new.image is not None:

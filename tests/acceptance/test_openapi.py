@@ -223,6 +223,7 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
                 "path.licence_id": licence["id"],
                 "query.exp": finished.query["exp"],
                 "query.sig": finished.query["sig"],
+                "path.name": "default",  # the one channel of the test server
             }.items()
         )
     )

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import trio
 
-Dialect = Literal["openai", "gateway"]
+Dialect = Literal["openai", "gateway", "replicate"]
 ResponseFault = Literal["drop", "slow", "malformed"]
 
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
@@ -125,7 +125,7 @@ class SimulatorConfig:
     def effective_base_path(self) -> str:
         if self.base_path is not None:
             return "/" + self.base_path.strip("/") if self.base_path.strip("/") else ""
-        return "/sora/v1" if self.dialect == "gateway" else "/v1"
+        return "/sora/v1" if self.dialect == "gateway" else "/v1"  # Replicate's is /v1 too
 
 
 class EngineError(Exception):
@@ -156,6 +156,7 @@ class Job:
     """One simulated job. Slotted and derived-on-read to stay small for 10k+ jobs."""
 
     __slots__ = (
+        "cancelled",
         "created",
         "deleted",
         "done",
@@ -201,6 +202,8 @@ class Job:
         self.expires: float | None = None  # forced expiry; otherwise done + ttl
         self.deleted = False
         self.shape = shape
+        # (when, progress then) once cancelled: the job stops where it was.
+        self.cancelled: tuple[float, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +211,7 @@ class JobState:
     """A job as seen at one instant, in OpenAI terms."""
 
     job: Job
-    status: Literal["queued", "in_progress", "completed", "failed"]
+    status: Literal["queued", "in_progress", "completed", "failed", "cancelled"]
     progress: int
     completed_at: float | None
     expires_at: float | None
@@ -256,6 +259,7 @@ class Engine:
         self.refused: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
         self.requests_total = 0
+        self.cancels = 0
         self.peak_active_by_key: Counter[str] = Counter()
         # (trio time, key, op, job id or "", outcome, retry_after_s or None, client)
         self.request_log: deque[tuple[float, str, str, str, str, float | None, str]] = deque(
@@ -309,6 +313,7 @@ class Engine:
         self.refused.clear()
         self.faults_injected.clear()
         self.requests_total = 0
+        self.cancels = 0
         self.peak_active_by_key.clear()
         self.request_log.clear()
         self.webhooks_sent = self.webhooks_lost = self.webhooks_failed = 0
@@ -316,6 +321,7 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         return {
             "requests_total": self.requests_total,
+            "cancels": self.cancels,
             "creates_by_key": dict(self.creates_by_key),
             "creates_total": sum(self.creates_by_key.values()),
             "polls_by_job": dict(self.polls_by_job),
@@ -605,6 +611,8 @@ class Engine:
 
     def state(self, job: Job) -> JobState:
         now = self.now()
+        if job.cancelled is not None:
+            return JobState(job, "cancelled", job.cancelled[1], job.cancelled[0], None)
         if now < job.start:
             return JobState(job, "queued", 0, None, None)
         if now < job.done:
@@ -640,6 +648,19 @@ class Engine:
                 code="invalid_state",
             )
         return self.create(key, prompt, src.model, src.size, src.seconds, remixed_from=src.id)
+
+    def cancel(self, key: str, job_id: str) -> JobState:
+        """Stop a queued or running job where it is (a finished one stays as it is)."""
+        job = self._owned(key, job_id)
+        st = self.state(job)
+        if st.status in ("queued", "in_progress"):
+            now = self.now()
+            job.cancelled = (now, st.progress)
+            job.done = min(job.done, now)
+            job.start = min(job.start, now)
+            self._reindex_active(job)
+            self.cancels += 1
+        return self.state(job)
 
     def delete(self, key: str, job_id: str) -> Job:
         job = self._owned(key, job_id)

@@ -80,7 +80,7 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="API path prefix (default /v1, or /sora/v1 for --dialect gateway)",
     )
-    parser.add_argument("--dialect", choices=("openai", "gateway"), default=d.dialect)
+    parser.add_argument("--dialect", choices=("openai", "gateway", "replicate"), default=d.dialect)
     parser.add_argument("--fault-5xx", type=float, default=f.server_error, metavar="RATE")
     parser.add_argument("--fault-429", type=float, default=f.rate_limit, metavar="RATE")
     parser.add_argument("--fault-slow", type=float, default=f.slow, metavar="RATE")

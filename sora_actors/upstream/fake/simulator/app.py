@@ -1,4 +1,5 @@
-"""The simulator's HTTP surface: OpenAI Videos API (or a gateway dialect) over the engine.
+"""The simulator's HTTP surface: OpenAI Videos API (or a gateway dialect, or Replicate's
+predictions API, see `replicate`) over the engine.
 
 Also an admin API outside the base path, for tests:
 
@@ -35,6 +36,7 @@ from ..engine import (
     WebhookConfig,
 )
 from ..media import CONTENT_TYPES, media_bytes
+from .replicate import ReplicateRoutes, render_error
 from .server import Request, Response
 
 _JOB = re.compile(r"^/videos/([^/]+)$")
@@ -47,6 +49,7 @@ _GATEWAY_STATUS = {
     "in_progress": "processing",
     "completed": "succeeded",
     "failed": "failed",
+    "cancelled": "cancelled",
 }
 
 
@@ -64,10 +67,13 @@ class SimulatorApp:
         self.engine = engine or Engine(config)
         self.base = config.effective_base_path
         self.gateway = config.dialect == "gateway"
+        self.replicate = ReplicateRoutes(self.engine) if config.dialect == "replicate" else None
         self.input_references: dict[str, dict[str, Any]] = {}
 
     # -- rendering ----------------------------------------------------------
     def error(self, e: EngineError) -> Response:
+        if self.replicate is not None:
+            return render_error(e)
         headers: list[tuple[str, str]] = []
         if e.retry_after_s is not None:
             headers += [
@@ -121,6 +127,8 @@ class SimulatorApp:
             return self.error(e)
 
     def _key(self, req: Request) -> str:
+        if self.replicate is not None:
+            return self._known(self.replicate.key(req))
         raw = req.headers.get("authorization", "").strip()
         if raw.lower().startswith("bearer "):
             if self.gateway:
@@ -136,11 +144,15 @@ class SimulatorApp:
             raise EngineError(
                 401, "You didn't provide an API key.", code="missing_api_key", reason="auth"
             )
-        if self.config.api_key is not None and raw != self.config.api_key:
+        return self._known(raw)
+
+    def _known(self, key: str) -> str:
+        """The key, if this simulator accepts it (any non-empty one unless configured)."""
+        if self.config.api_key is not None and key != self.config.api_key:
             raise EngineError(
                 401, "Incorrect API key provided.", code="invalid_api_key", reason="auth"
             )
-        return raw
+        return key
 
     def api(self, req: Request, path: str) -> Response:
         eng = self.engine
@@ -151,6 +163,9 @@ class SimulatorApp:
             eng.refused[e.reason] += 1
             eng.log("", "auth", "", "refused:auth")
             raise
+        if self.replicate is not None:
+            op, resp = self.replicate.handle(req, path, key)
+            return self._fault(op, resp)
         m_job, m_sub = _JOB.fullmatch(path), _JOB_SUB.fullmatch(path)
         if path == "/videos" and req.method == "POST":
             op, job_id = "create", ""
@@ -200,6 +215,11 @@ class SimulatorApp:
                 )
             st = eng.state(eng.remix(key, job_id, prompt))
             resp = _json(200, self.video(st, req))
+        return self._fault(op, resp)
+
+    def _fault(self, op: str, resp: Response) -> Response:
+        """Drop, delay or garble the answer as the configured response faults say."""
+        eng = self.engine
         fault = eng.roll_response_fault(op)
         if fault == "drop":
             return Response(0, drop=True)
