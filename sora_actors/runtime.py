@@ -26,6 +26,7 @@ from .relay import Relay
 from .settings import Settings
 from .storage import Storage
 from .supervisor import RestartIntensity, Supervisor
+from .system_config import SystemConfig
 from .task import ActorConfig
 from .task_service import TaskService
 from .upstream import Limiter, OpenAICompatProvider, UpstreamConfig
@@ -49,6 +50,7 @@ class Runtime:
     resumed: int
     content: ContentKeeper
     tasks: TaskService
+    config: SystemConfig  # the run-time settings operators change (issue 14)
 
 
 def actor_config(settings: Settings) -> ActorConfig:
@@ -139,6 +141,8 @@ async def open_runtime(
                     ),
                 ),
             )
+            config = SystemConfig(storage, refresh_s=settings.config_refresh_seconds)
+            await config.load()
             # The actors' own nursery closes first, while the upstream client is still open.
             async with trio.open_nursery() as actors:
                 resumed: int = await actors.start(supervisor.run)
@@ -146,6 +150,7 @@ async def open_runtime(
                 actors.start_soon(relay.run, name="event relay")
                 actors.start_soon(hub.run, name="hub sweeper")
                 actors.start_soon(content.sweep_forever, name="content retention sweep")
+                actors.start_soon(config.run, name="run-time config")
                 yield Runtime(
                     provider=provider,
                     hub=hub,
@@ -156,6 +161,7 @@ async def open_runtime(
                     resumed=resumed,
                     content=content,
                     tasks=tasks,
+                    config=config,
                 )
                 actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

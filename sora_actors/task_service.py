@@ -21,7 +21,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from .clock import wall_ms
@@ -137,7 +137,7 @@ class TaskService:
             owner=runner.owner if runner else None,
             lease_expires_at=runner.new_lease_until() if runner else None,
         )
-        activity = Activity("task_create", user_id, {"videoId": video_id}, ip, user_agent)
+        activity = Activity("generate_video", user_id, {"videoId": video_id}, ip, user_agent)
         task, created = await self._storage.tasks.create(new, activity)
         if runner is not None:
             runner.start(task)
@@ -203,9 +203,11 @@ class TaskService:
                 return None
             if task.terminal:
                 return CancelOutcome(task, cancelled=False)
+            # The log names the task's owner even when the caller did not know it.
+            logged = activity if activity.user_id else replace(activity, user_id=task.user_id)
             try:
                 ended = await self.advance(
-                    task, target, message, activity=activity, completed_at=wall_ms(), **changes
+                    task, target, message, activity=logged, completed_at=wall_ms(), **changes
                 )
             except StaleTask:
                 continue

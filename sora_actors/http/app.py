@@ -21,6 +21,7 @@ from . import (
     health,
     links,
     observe,
+    operations,
     ratelimit,
     tasks,
     ws,
@@ -174,5 +175,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
+    app.register_blueprint(operations.blueprint)
+    app.register_blueprint(operations.public)
     large_body(tasks.create)
     return app

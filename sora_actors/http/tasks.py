@@ -233,8 +233,18 @@ async def owned_task(video_id: str, user_id: str) -> Task:
     return task
 
 
+def refuse_in_maintenance() -> None:
+    """503 MAINTENANCE with the operator's message while maintenance mode is on (new tasks
+    only: running ones go on)."""
+    maintenance = ctx().services.runtime.config.current().maintenance
+    if maintenance.enabled:
+        raise ApiError(503, "MAINTENANCE", maintenance.notice)
+
+
 async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task, bool]:
-    """Accept a task through the task service (which starts its actor); ``(task, created)``."""
+    """Accept a task through the task service (which starts its actor); ``(task, created)``.
+    Every creating route (JSON, multipart, remix) comes here."""
+    refuse_in_maintenance()
     try:
         return await ctx().services.runtime.tasks.accept(
             user_id,
@@ -264,6 +274,7 @@ async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task
         413: ("IMAGE_TOO_LARGE",),
         415: ("UNSUPPORTED_IMAGE_TYPE",),
         422: ("IDEMPOTENCY_KEY_REUSED",),
+        503: ("MAINTENANCE",),
     },
 )
 async def create() -> Response:
@@ -295,6 +306,7 @@ class RemixRequest(BaseModel):
         404: ("TASK_NOT_FOUND",),
         409: ("TASK_NOT_COMPLETED",),
         422: ("IDEMPOTENCY_KEY_REUSED",),
+        503: ("MAINTENANCE",),
     },
 )
 async def remix(video_id: str) -> Response:

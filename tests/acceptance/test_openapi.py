@@ -24,7 +24,11 @@ from tests.harness import LiveServer, live_server
 from .journey import FAST, finished_task
 
 # Routes that need no token; every other /api route does.
-PUBLIC = {("post", "/api/auth/register"), ("post", "/api/auth/login")}
+PUBLIC = {
+    ("post", "/api/auth/register"),
+    ("post", "/api/auth/login"),
+    ("get", "/api/config/public"),
+}
 API_PREFIXES = ("/api/", "/files/", "/health", "/metrics")
 
 
