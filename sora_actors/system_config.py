@@ -32,7 +32,7 @@ log = logging.getLogger("sora_actors.config")
 
 DEFAULT_PLAN = "FREE"
 # Plan names when the settings list none: upper-case words such as TRIAL, PRO, ENTERPRISE.
-PLAN_NAME = re.compile(r"[A-Z][A-Z0-9_]{1,31}")
+PLAN_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
 MAINTENANCE_MESSAGE = "The service is under maintenance: new videos cannot be started right now."
 MAX_MESSAGE = 500
 MAX_ANNOUNCEMENT = 2000

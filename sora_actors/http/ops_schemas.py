@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from ..system_config import MAX_ANNOUNCEMENT, MAX_MESSAGE, PLAN_NAME
 from .schemas import Ok, Out
 
 # -- activity log ---------------------------------------------------------------------------
@@ -35,8 +36,10 @@ class LogPage(Out):
 
 
 class LogQueryDoc(BaseModel):
-    action: str | None = Field(default=None, description="one action name, e.g. login_failed")
-    userId: str | None = Field(default=None, description="entries of one user")
+    action: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]{0,63}$", description="e.g. login_failed"
+    )
+    userId: str | None = Field(default=None, max_length=200, description="one user's entries")
     from_: str | None = Field(
         default=None, alias="from", description="ISO 8601 time or Unix ms, inclusive"
     )
@@ -119,13 +122,26 @@ class ConfigOut(Out):
     announcement: str | None = Field(description="shown by the console to every user")
 
 
+class MaintenanceDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+    message: str = Field(default="", max_length=MAX_MESSAGE, description="shown when refused")
+
+
 class ConfigPatchDoc(BaseModel):
     """Any subset of the settings; unknown keys and wrong types are 400 naming each."""
 
-    registrationOpen: bool | None = None
-    maintenance: MaintenanceOut | None = None
-    defaultPlan: str | None = Field(default=None, description="e.g. FREE, TRIAL, PRO")
-    announcement: str | None = Field(default=None, description="null or empty: none")
+    model_config = ConfigDict(extra="forbid")
+
+    registrationOpen: bool = Field(default=None)  # type: ignore[assignment]
+    maintenance: MaintenanceDoc = Field(default=None)  # type: ignore[assignment]
+    defaultPlan: str = Field(  # type: ignore[assignment]
+        default=None, pattern=PLAN_NAME.pattern, description="e.g. FREE, TRIAL, PRO"
+    )
+    announcement: str | None = Field(
+        default=None, max_length=MAX_ANNOUNCEMENT, description="null or empty: none"
+    )
 
 
 class PublicConfigOut(Out):

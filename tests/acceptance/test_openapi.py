@@ -21,6 +21,7 @@ import trio
 from tests.conftest import make_settings
 from tests.harness import LiveServer, live_server
 
+from .admin_helpers import admin_headers
 from .journey import FAST, finished_task
 
 # Routes that need no token; every other /api route does.
@@ -195,7 +196,8 @@ CHECKS_NOT_APPLICABLE = (
 async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     server: LiveServer, tmp_path: Path
 ) -> None:
-    alice = await server.user("alice")
+    # An ADMIN, so that the /api/admin routes are exercised beyond their 401/403.
+    alice = await admin_headers(server, "alice")
     finished = await finished_task(server, alice, "a lighthouse in fog")
     # Real ids and a valid signed link, so that content, refresh-url, remix and /files are
     # exercised beyond their 404/403 answers.

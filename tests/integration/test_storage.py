@@ -16,6 +16,7 @@ from sora_actors.storage import (
     SchemaTooNew,
     Storage,
     latest_version,
+    migrations,
     open_storage,
 )
 from sora_actors.storage.tables import metadata
@@ -44,7 +45,9 @@ async def test_migrations_create_every_table_the_code_describes(storage: Storage
 
 async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
     async with open_storage(database_url, migrate=False) as storage:
-        assert await storage.database.migrate() == list(range(1, latest_version() + 1))
+        # Numbers are reserved per branch, so the shipped ones may have gaps.
+        shipped = [migration.version for migration in migrations.available()]
+        assert await storage.database.migrate() == shipped
         assert await storage.database.migrate() == []
 
 
