@@ -203,13 +203,6 @@ function barChart(name, title, bars) {
     group.dataset.value = String(bar.a + (bar.b || 0));
     group.append(rect(x, base - ha, w, ha, "bar-a", `${bar.label}: ${bar.a}`));
     if (bar.b) group.append(rect(x, base - ha - hb, w, hb, "bar-b", `${bar.label}: ${bar.b}`));
-    if (bars.length <= 8) {
-      const text = document.createElementNS(SVG, "text");
-      text.setAttribute("x", String(x));
-      text.setAttribute("y", String(height - 4));
-      text.textContent = `${bar.label} ${bar.a + (bar.b || 0)}`;
-      group.append(text);
-    }
     svg.append(group);
   });
   const axis = document.createElementNS(SVG, "line");
@@ -217,6 +210,46 @@ function barChart(name, title, bars) {
     axis.setAttribute(key, String(value));
   }
   svg.append(axis);
+  const box = el("figure", null, { class: "chart", "data-chart": name });
+  box.append(el("h3", title), svg);
+  return box;
+}
+
+/** Counts by name as horizontal bars in inline SVG: name, bar, figure on one line each. */
+function rankChart(name, title, counts) {
+  const entries = Object.entries(counts);
+  const width = 300;
+  const row = 18;
+  const labelWidth = 92;
+  const top = Math.max(1, ...entries.map(([, value]) => value));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${Math.max(row, entries.length * row)}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", title);
+  entries.forEach(([label, value], index) => {
+    const y = index * row;
+    const group = document.createElementNS(SVG, "g");
+    group.setAttribute("class", "bar");
+    group.dataset.label = label;
+    group.dataset.value = String(value);
+    const text = (x, content, anchor) => {
+      const node = document.createElementNS(SVG, "text");
+      node.setAttribute("x", String(x));
+      node.setAttribute("y", String(y + 12));
+      if (anchor) node.setAttribute("text-anchor", anchor);
+      node.textContent = content;
+      return node;
+    };
+    const bar = document.createElementNS(SVG, "rect");
+    const span = width - labelWidth - 34;
+    for (const [key, attr] of Object.entries({
+      x: labelWidth, y: y + 3, height: row - 6, width: Math.max(value ? 2 : 0, (value / top) * span), class: "bar-a",
+    })) {
+      bar.setAttribute(key, String(attr));
+    }
+    group.append(text(0, label.toLowerCase()), bar, text(width, String(value), "end"));
+    svg.append(group);
+  });
   const box = el("figure", null, { class: "chart", "data-chart": name });
   box.append(el("h3", title), svg);
   return box;
@@ -246,8 +279,9 @@ async function loadStatistics() {
         "Tasks per day (failed on top)",
         tasks.perDay.map((d) => ({ label: day(d.date), a: d.created - d.failed, b: d.failed })),
       ),
-      barChart("tasks-by-status", "Tasks by status", Object.entries(tasks.byStatus).map(([k, v]) => ({ label: k, a: v }))),
-      barChart("licenses-by-state", "Licences by state", Object.entries(licenses.byState).map(([k, v]) => ({ label: k, a: v }))),
+      rankChart("tasks-by-status", "Tasks by status", tasks.byStatus),
+      rankChart("licenses-by-state", "Licences by state", licenses.byState),
+      rankChart("licenses-by-type", "Licences by type", licenses.byType),
     );
     $("#stats-generated").textContent = `as of ${when(data.generatedAt)}`;
   } catch (failure) {
