@@ -130,9 +130,17 @@ async def _user_figures(conn: Any, now: int, first_day: int) -> dict[str, Any]:
 
 
 async def _task_figures(conn: Any, first_day: int) -> dict[str, Any]:
-    rows = await conn.fetch_all("SELECT status, COUNT(*) AS n FROM video_tasks GROUP BY status")
+    """Tasks by status and per day, and the upstream's share: jobs it took (a task holding
+    an upstream id) and how many of the finished ones failed. One scan for both totals."""
+    rows = await conn.fetch_all(
+        "SELECT status, COUNT(*) AS n, COUNT(external_video_id) AS jobs "
+        "FROM video_tasks GROUP BY status"
+    )
     by_status = {status.value: 0 for status in Status}
-    by_status.update({row["status"]: int(row["n"]) for row in rows})
+    jobs_by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row["status"]] = int(row["n"])
+        jobs_by_status[row["status"]] = int(row["jobs"])
     rows = await conn.fetch_all(
         "SELECT created_at / :day AS day, status, COUNT(*) AS n FROM video_tasks "
         "WHERE created_at >= :since GROUP BY created_at / :day, status",
@@ -144,31 +152,20 @@ async def _task_figures(conn: Any, first_day: int) -> dict[str, Any]:
         bucket["created"] += int(row["n"])
         bucket[row["status"].lower()] = bucket.get(row["status"].lower(), 0) + int(row["n"])
     fields = ("created", *(status.value.lower() for status in Status))
-    return {
+    finished = sum(n for status, n in jobs_by_status.items() if status in TERMINAL_STATUSES)
+    failed = jobs_by_status.get(Status.FAILED.value, 0)
+    tasks = {
         "total": sum(by_status.values()),
         "byStatus": by_status,
         "perDay": _day_series(per_day, first_day, fields),
     }
-
-
-async def _upstream_figures(conn: Any) -> dict[str, Any]:
-    """Jobs the upstream took (a task holding an upstream id), and how many of the finished
-    ones failed."""
-    terminal = ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES))
-    row = await conn.fetch_one(
-        "SELECT COUNT(*) AS jobs, "
-        f"COALESCE(SUM(CASE WHEN status IN ({terminal}) THEN 1 ELSE 0 END), 0) AS finished, "
-        "COALESCE(SUM(CASE WHEN status = :failed THEN 1 ELSE 0 END), 0) AS failed "
-        "FROM video_tasks WHERE external_video_id IS NOT NULL",
-        {"failed": Status.FAILED.value},
-    )
-    jobs, finished, failed = int(row["jobs"]), int(row["finished"]), int(row["failed"])
-    return {
-        "jobs": jobs,
+    upstream = {
+        "jobs": sum(jobs_by_status.values()),
         "finished": finished,
         "failed": failed,
         "failureRate": round(failed / finished, 4) if finished else 0.0,
     }
+    return {"tasks": tasks, "upstream": upstream}
 
 
 async def _video_figures(conn: Any) -> dict[str, Any]:
@@ -225,8 +222,7 @@ async def _statistics(conn: Any, now: int, dialect: str) -> dict[str, Any]:
     first_day = now // DAY_MS - (STAT_DAYS - 1)
     return {
         "users": await _user_figures(conn, now, first_day),
-        "tasks": await _task_figures(conn, first_day),
-        "upstream": await _upstream_figures(conn),
+        **await _task_figures(conn, first_day),
         "videos": await _video_figures(conn),
         "licenses": await _licence_figures(conn, now),
     }
