@@ -137,7 +137,16 @@ class TaskService:
             owner=runner.owner if runner else None,
             lease_expires_at=runner.new_lease_until() if runner else None,
         )
-        activity = Activity("generate_video", user_id, {"videoId": video_id}, ip, user_agent)
+        details: dict[str, Any] = {
+            "videoId": video_id,
+            "model": order.model,
+            "size": order.size,
+            "duration": order.duration,
+            "image": image is not None,
+        }
+        if order.remixed_from:
+            details["remixedFrom"] = order.remixed_from
+        activity = Activity("generate_video", user_id, details, ip, user_agent)
         task, created = await self._storage.tasks.create(new, activity)
         if runner is not None:
             runner.start(task)

@@ -114,7 +114,13 @@ async def test_activity_log_lists_what_happened_with_filters(server: LiveServer)
     assert item["ip"] == "127.0.0.1" and item["createdAt"].endswith("Z")
     failure = page["items"][0]["details"]
     assert failure["videoId"] == failed_id and failure["code"]
-    assert page["items"][1]["details"] == {"videoId": failed_id}
+    assert page["items"][1]["details"] == {
+        "videoId": failed_id,
+        "model": "sora-2",
+        "size": "720x1280",
+        "duration": 4,
+        "image": False,
+    }
     assert page["items"][4]["details"] == {"username": "alice"}
 
     by_action = await server.client.get(

@@ -118,7 +118,13 @@ async def test_ending_a_task_no_actor_drives(storage: Storage) -> None:
         "code": "ACTOR_CRASH_LOOP",
         "retryable": True,
     }
-    assert actions[1][1] == {"videoId": other.video_id}
+    assert actions[1][1] == {
+        "videoId": other.video_id,
+        "model": "sora-2",
+        "size": "720x1280",
+        "duration": 4,
+        "image": False,
+    }
 
 
 async def test_content_changes_of_a_completed_task_are_announced_once(storage: Storage) -> None:
