@@ -29,6 +29,7 @@ from .relay import Relay
 from .settings import ChannelSettings, Settings
 from .storage import Activity, Storage
 from .supervisor import RestartIntensity, Supervisor
+from .system_config import SystemConfig
 from .task import ActorConfig
 from .task_service import TaskService
 from .upstream import Limiter, OpenAICompatProvider, Provider, ReplicateProvider, UpstreamConfig
@@ -60,6 +61,7 @@ class Runtime:
     tasks: TaskService
     webhooks: WebhookInbox
     plans: Plans
+    config: SystemConfig  # the run-time settings operators change (issue 14)
 
 
 def polling_policy(settings: Settings) -> PollingPolicy:
@@ -186,7 +188,11 @@ async def open_runtime(
     Leaving the block cancels every actor; they stop at their next checkpoint, and a unit
     of work already under way completes first (storage shields it).
     """
-    plans = Plans(settings.plans, default_plan or (lambda: settings.default_plan))
+    config = SystemConfig(
+        storage, refresh_s=settings.config_refresh_seconds, default_plan=settings.default_plan
+    )
+    # Unlicensed users get the operator's run-time choice (`PUT /api/admin/config`).
+    plans = Plans(settings.plans, default_plan or (lambda: config.current().default_plan))
     async with trio.open_nursery() as nursery:
         specs: tuple[ChannelSettings, ...] = settings.channels
         if specs:
@@ -248,6 +254,7 @@ async def open_runtime(
                     ),
                 ),
             )
+            await config.load()
             # The actors' own nursery closes first, while the upstream client is still open.
             async with trio.open_nursery() as actors:
                 resumed: int = await actors.start(supervisor.run)
@@ -255,6 +262,7 @@ async def open_runtime(
                 actors.start_soon(relay.run, name="event relay")
                 actors.start_soon(hub.run, name="hub sweeper")
                 actors.start_soon(content.sweep_forever, name="content retention sweep")
+                actors.start_soon(config.run, name="run-time config")
                 yield Runtime(
                     provider=provider,
                     channels=channels,
@@ -274,6 +282,7 @@ async def open_runtime(
                         watch=watch,
                     ),
                     plans=plans,
+                    config=config,
                 )
                 actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

@@ -21,7 +21,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from .clock import wall_ms
@@ -149,7 +149,16 @@ class TaskService:
             lease_expires_at=runner.new_lease_until() if runner else None,
             media_type="IMAGE" if image else "VIDEO",
         )
-        activity = Activity("task_create", user_id, {"videoId": video_id}, ip, user_agent)
+        details: dict[str, Any] = {
+            "videoId": video_id,
+            "model": order.model,
+            "size": order.size,
+            "duration": order.duration,
+            "image": image is not None,
+        }
+        if order.remixed_from:
+            details["remixedFrom"] = order.remixed_from
+        activity = Activity("generate_video", user_id, details, ip, user_agent)
         gate = None
         if self._plans is not None:
             wish = Wish(order.model, order.size, order.duration, image is not None)
@@ -219,9 +228,11 @@ class TaskService:
                 return None
             if task.terminal:
                 return CancelOutcome(task, cancelled=False)
+            # The log names the task's owner even when the caller did not know it.
+            logged = activity if activity.user_id else replace(activity, user_id=task.user_id)
             try:
                 ended = await self.advance(
-                    task, target, message, activity=activity, completed_at=wall_ms(), **changes
+                    task, target, message, activity=logged, completed_at=wall_ms(), **changes
                 )
             except StaleTask:
                 continue

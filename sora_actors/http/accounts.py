@@ -37,6 +37,7 @@ def _activity(action: str, user_id: str | None = None, **details: object) -> Act
     status=201,
     json_body=RegisterRequest,
     errors={
+        403: ("REGISTRATION_CLOSED",),
         409: ("USERNAME_TAKEN", "EMAIL_TAKEN"),
         429: ("TOO_MANY_REGISTRATIONS",),
         503: ("SERVER_BUSY",),
@@ -44,8 +45,10 @@ def _activity(action: str, user_id: str | None = None, **details: object) -> Act
 )
 @validate_request(RegisterRequest)
 async def register(data: RegisterRequest) -> Response:
-    """Create an account."""
+    """Create an account (unless an operator closed registration: 403 REGISTRATION_CLOSED)."""
     context = ctx()
+    if not context.services.runtime.config.current().registration_open:
+        raise ApiError(403, "REGISTRATION_CLOSED", "Registration is closed.")
     if context.registrations is not None:
         message = "Too many registrations from this address"
         admit(context.registrations, client_address(), "TOO_MANY_REGISTRATIONS", message)

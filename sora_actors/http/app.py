@@ -24,6 +24,7 @@ from . import (
     licences,
     links,
     observe,
+    operations,
     ratelimit,
     sse,
     tasks,
@@ -185,5 +186,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(sse.blueprint)
     sse.install(services.runtime.hub)
     app.register_blueprint(channels_admin.blueprint)
+    app.register_blueprint(operations.blueprint)
+    app.register_blueprint(operations.public)
     large_body(tasks.create)
     return app

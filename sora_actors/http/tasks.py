@@ -349,8 +349,18 @@ async def owned_task(video_id: str, user_id: str) -> Task:
     return task
 
 
+def refuse_in_maintenance() -> None:
+    """503 MAINTENANCE with the operator's message while maintenance mode is on (new tasks
+    only: running ones go on)."""
+    maintenance = ctx().services.runtime.config.current().maintenance
+    if maintenance.enabled:
+        raise ApiError(503, "MAINTENANCE", maintenance.notice)
+
+
 async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task, bool]:
-    """Accept a task through the task service (which starts its actor); ``(task, created)``."""
+    """Accept a task through the task service (which starts its actor); ``(task, created)``.
+    Every creating route (JSON, multipart, remix) comes here."""
+    refuse_in_maintenance()
     try:
         return await ctx().services.runtime.tasks.accept(
             user_id,
@@ -396,6 +406,7 @@ async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task
         413: ("IMAGE_TOO_LARGE",),
         415: ("UNSUPPORTED_IMAGE_TYPE",),
         422: ("IDEMPOTENCY_KEY_REUSED", "CONFLICTING_FIELDS"),
+        503: ("MAINTENANCE",),
         **QUOTA_ERRORS,
     },
 )
@@ -430,6 +441,7 @@ class RemixRequest(BaseModel):
         409: ("TASK_NOT_COMPLETED",),
         422: ("IDEMPOTENCY_KEY_REUSED",),
         **QUOTA_ERRORS,
+        503: ("MAINTENANCE",),
     },
 )
 async def remix(video_id: str) -> Response:

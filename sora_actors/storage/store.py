@@ -15,6 +15,8 @@ from .database import Database, open_database, sqlite_path
 from .errors import StorageFull
 from .leases import LeaseStore
 from .licences import LicenceStore
+from .operations import OperationsStore
+from .sysconfig import ConfigRows
 from .tasks import TaskStore
 
 # Free space on SQLite's file system that counts as "room to write again".
@@ -40,6 +42,8 @@ class Storage:
         self.leases = LeaseStore(database)
         self.content = ContentRecords(database)
         self.licences = LicenceStore(database)
+        self.operations = OperationsStore(database)
+        self.config = ConfigRows(database)
 
     @property
     def dialect(self) -> str:
