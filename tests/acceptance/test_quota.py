@@ -16,6 +16,7 @@ import trio
 from tests.conftest import make_settings
 from tests.harness import LiveServer, assert_error, live_server
 
+from .admin_helpers import admin_headers
 from .journey import FAST, finished_task
 from .licensing import VirtualWall, plans, virtual_wall
 
@@ -176,3 +177,32 @@ async def test_replays_are_answered_and_remix_is_counted(tmp_path: Path, databas
         body = assert_error(remix, 429, "QUOTA_EXCEEDED")
         assert body["error"]["details"]["window"] == "24h"  # the longer wait of the two
         assert int(remix.headers["Retry-After"]) > 86000
+
+
+async def test_the_operators_default_plan_applies_to_unlicensed_users_at_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    """`PUT /api/admin/config {defaultPlan}` changes what an unlicensed user may do, on the
+    next create, without a restart (the settings' default only holds until one is stored)."""
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        plans={**plans(FREE={"max_running": 1}), "OPEN": {}},
+        default_plan="OPEN",
+    )
+    async with live_server(settings) as server:
+        admin = await admin_headers(server, "root")
+        alice = await server.user("alice")
+        for i in range(2):  # OPEN: no limit
+            assert (await _create(server, alice, {"prompt": f"fox {i}"})).status_code == 201
+        info = await server.client.get("/api/license/info", headers=alice)
+        assert info.json()["data"]["plan"]["name"] == "OPEN", info.text
+
+        changed = await server.client.put(
+            "/api/admin/config", json={"defaultPlan": "FREE"}, headers=admin
+        )
+        assert changed.status_code == 200, changed.text
+        info = await server.client.get("/api/license/info", headers=alice)
+        assert info.json()["data"]["plan"]["name"] == "FREE", info.text
+        body = assert_error(await _create(server, alice), 429, "QUOTA_EXCEEDED")
+        assert body["error"]["details"]["window"] == "running"
