@@ -14,6 +14,7 @@ from ..services import Services
 from . import (
     accounts,
     apidoc,
+    apikeys,
     console,
     cors,
     errors,
@@ -22,6 +23,7 @@ from . import (
     links,
     observe,
     ratelimit,
+    relay,
     tasks,
     ws,
 )
@@ -169,10 +171,13 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     cors.install(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(accounts.blueprint)
+    app.register_blueprint(apikeys.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(links.blueprint)
     app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
+    relay.install(app)
     large_body(tasks.create)
+    large_body(relay.create)
     return app

@@ -27,8 +27,8 @@ from .context import client_address, ctx
 from .envelope import ApiError
 
 # Task routes whose requests create work upstream; every other /api/video request is a read.
-_CREATE_SUFFIXES = ("/tasks", "/remix")
-_API_PREFIX = "/api/video/"
+_CREATE_SUFFIXES = ("/tasks", "/remix", "/videos")
+_API_PREFIX = ("/api/video/", "/api/relay/")
 
 
 def retry_after(wait: float) -> dict[str, str]:
