@@ -1,9 +1,9 @@
 """The official openai SDK, 3.x and 2.x, drives our OpenAI-compatible door with a personal key.
 
 Each SDK runs `relay_sdk_session.py` in a subprocess against a real server (in-process
-simulator, jobs 60x faster than real time): 3.x is the project's own dependency; 2.x (which
+simulator, jobs 60x faster than real time): 3.x is the project's own dependency; 2.3.0 (which
 sends JSON, not multipart, when there is no file) is installed once per virtualenv into a
-folder of its own (`openai2_path`) and put first on PYTHONPATH. Then the server is asked
+folder of its own (`openai2_path`, from PyPI) and put first on PYTHONPATH. Then the server is asked
 whether what the SDK saw is what it holds: the tasks, their order, the bytes of our copies.
 """
 
@@ -26,7 +26,9 @@ from tests.conftest import make_settings
 from tests.harness import LiveServer, live_server
 
 SESSION = Path(__file__).with_name("relay_sdk_session.py")
-OPENAI2 = "openai>=2,<3"
+# An early 2.x on purpose: up to some 2.x release, `videos.create` without a file sent JSON
+# (later 2.x, like 3.x, always send multipart); 2.3.0 is one that sends JSON.
+OPENAI2 = "openai==2.3.0"
 # Jobs take ~1-3 s: long enough to delete one while it runs, short enough to poll.
 PACE = {"simulator_time_scale": 60, "polling_speedup": 60}
 
@@ -34,10 +36,10 @@ PACE = {"simulator_time_scale": 60, "polling_speedup": 60}
 def openai2_path() -> Path:
     """A folder holding openai 2.x and its dependencies, installed once per virtualenv (under
     it, so a clean clone's CI installs it by itself and reuses it afterwards)."""
-    target = Path(sys.prefix) / "sora-test-cache" / "openai2"
+    target = Path(sys.prefix) / "sora-test-cache" / OPENAI2.replace("==", "-")
     if (target / "openai").is_dir():
         return target
-    staging = target.with_name(f"openai2.{uuid.uuid4().hex}")
+    staging = target.with_name(f"{target.name}.{uuid.uuid4().hex}")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(staging), OPENAI2],
         check=True,
