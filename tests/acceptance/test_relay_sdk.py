@@ -110,8 +110,11 @@ async def check(server: LiveServer, out: dict[str, Any], username: str) -> None:
     user = await storage.accounts.by_username(username)
     assert user is not None
     assert all(task is not None and task.user_id == user.id for task in tasks)
-    assert out["listed_asc"] == ids
-    assert out["listed_desc"] == ids[::-1]
+    # Listed in creation order (ties in the same millisecond: by id).
+    ordered = [task.video_id for task in sorted(tasks, key=lambda t: (t.created_at, t.video_id))]
+    assert sorted(ordered) == sorted(ids)
+    assert out["listed_asc"] == ordered
+    assert out["listed_desc"] == ordered[::-1]
     image = await storage.tasks.input_image(with_file["id"])
     assert image is not None and image[:2] == ("image/png", "ref.png")
 
