@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 from quart import current_app
@@ -77,17 +78,29 @@ class UsageStamps:
         await self._keys.record_use({key_id: wall_ms()})
 
 
+MAX_HOLDERS = 100_000
+
+
 @dataclass
 class KeyAuth:
     """What a request needs to authenticate with a key (one per app)."""
 
     keys: ApiKeyStore
     stamps: UsageStamps
+    # key hash -> its user, for keys this process has verified: lets the rate limits count
+    # a key's requests against its user before the route reads the key (never an
+    # authentication: the route still reads the key, so revocation stays immediate).
+    holders: OrderedDict[str, str] = field(default_factory=OrderedDict)
+
+    def holder(self, key: str) -> str | None:
+        """The user of a key verified here before, else None (no database read)."""
+        return self.holders.get(key_hash(key))
 
     async def verify(self, key: str) -> tuple[Principal, User]:
         """The key's holder; 401 in the envelope when the key is unknown, revoked, or its
         account is disabled."""
-        found = await self.keys.by_hash(key_hash(key))
+        digest = key_hash(key)
+        found = await self.keys.by_hash(digest)
         if found is None:
             raise ApiError(401, "INVALID_API_KEY", "This API key is not valid.")
         api_key, user = found
@@ -96,10 +109,24 @@ class KeyAuth:
         if not user.is_active:
             raise ApiError(401, "ACCOUNT_DISABLED", "This account is disabled.")
         await self.stamps.used(api_key.id)
+        self.holders[digest] = user.id
+        self.holders.move_to_end(digest)
+        if len(self.holders) > MAX_HOLDERS:
+            self.holders.popitem(last=False)
         return Principal(user.id, user.username, api_key.id, NEVER_MS), user
 
 
-async def verify_key(key: str) -> tuple[Principal, User]:
-    """`KeyAuth.verify` with the app's key auth (installed by the ``api_keys`` blueprint)."""
+def _auth() -> KeyAuth:
+    """The app's key auth (installed by the ``api_keys`` blueprint)."""
     auth: KeyAuth = current_app.extensions[KEY_AUTH]
-    return await auth.verify(key)
+    return auth
+
+
+async def verify_key(key: str) -> tuple[Principal, User]:
+    return await _auth().verify(key)
+
+
+def holder_of(header: str | None) -> str | None:
+    """The user whose key (verified here before) this Authorization header carries."""
+    key = bearer_key(header)
+    return _auth().holder(key) if key is not None else None

@@ -16,7 +16,7 @@ from trio_websocket import open_websocket_url
 
 from sora_actors.settings import Settings
 from tests.conftest import make_settings
-from tests.harness import LiveServer
+from tests.harness import LiveServer, live_server
 from tests.wsclient import Session, ws_url
 
 PACE = {"simulator_time_scale": 240, "polling_speedup": 80}
@@ -206,3 +206,23 @@ async def test_list_pages_by_cursor_both_ways(server: LiveServer) -> None:
     everything = await server.client.get(f"{DOORS[1]}/videos", headers=key)
     assert [video["id"] for video in everything.json()["data"]] == ids[::-1]
     assert everything.json()["has_more"] is False
+
+
+async def test_a_key_s_creates_count_against_its_user_s_rate_limit(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    limits = {"rate_limit_create_per_user": 2, "rate_limit_create_per_address": 1000}
+    async with live_server(make_settings(tmp_path, sqlite_url, **PACE, **limits)) as server:
+        token = await server.user("alice")
+        key = await key_of(server, token)
+        assert (await server.client.get(f"{DOORS[0]}/videos", headers=key)).status_code == 200
+        await create(server, key)
+        await create(server, key)
+        refused = await server.client.post(
+            f"{DOORS[0]}/videos", json={"prompt": "one too many"}, headers=key
+        )
+        error = openai_error(refused, 429, "rate_limited")
+        assert error["type"] == "rate_limit_error" and int(refused.headers["retry-after"]) > 0
+        # The same user with a login token: the same budget, already spent.
+        ours = await server.client.post("/api/video/tasks", json={"prompt": "x"}, headers=token)
+        assert ours.status_code == 429 and ours.json()["error"]["code"] == "RATE_LIMITED"

@@ -54,7 +54,14 @@ def openai2_path() -> Path:
 
 @pytest.fixture(scope="session")
 def openai2() -> Path:
-    return openai2_path()
+    """As for PostgreSQL: a laptop without PyPI skips, CI (which has it) fails."""
+    try:
+        return openai2_path()
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+        message = f"could not install {OPENAI2} from PyPI: {error}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: the SDK 2.x run must happen)")
+        pytest.skip(message)
 
 
 @pytest.fixture
