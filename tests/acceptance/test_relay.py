@@ -75,8 +75,11 @@ async def test_a_video_is_an_ordinary_task_at_both_doors_with_a_token_or_a_key(
         session = Session(connection)
         await session.recv()  # connected
         assert (await session.auth(token["Authorization"].split()[1]))["type"] == "authSuccess"
+        # All of alice's tasks, from before the door creates one.
+        watching = await session.send("subscribe_tasks")
+        ack = await session.recv_until(lambda m: m.get("id") == watching)
+        assert ack[-1]["type"] == "subscribeTasksSuccess"
         video = await create(server, key, seconds="8", size="1280x720", model="sora-2-pro")
-        await session.subscribe(video["id"])
         done = await session.recv_until(
             lambda m: m["type"] == "taskCompleted" and m["payload"]["videoId"] == video["id"],
             timeout=60,
