@@ -27,7 +27,8 @@ from . import keyauth
 from .context import client_address, ctx
 from .envelope import ApiError
 
-# Task routes whose requests create work upstream; every other /api/video request is a read.
+# Task routes whose requests create work upstream (ours and the OpenAI door's, `relay.py`);
+# every other request under these prefixes is a read.
 _CREATE_SUFFIXES = ("/tasks", "/remix", "/videos")
 _API_PREFIX = ("/api/video/", "/api/relay/")
 

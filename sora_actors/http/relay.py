@@ -34,7 +34,9 @@ from .envelope import ApiError, json_response
 from .files import serve_copy
 from .tasks import (
     TaskCreate,
+    _int_arg,
     _read_create_request,
+    _refuse,
     _validate,
     create_task,
     idempotency_key,
@@ -153,24 +155,12 @@ async def create() -> Response:
 async def list_videos() -> Response:
     """The caller's videos, a page at a time: ``after`` is the last id of the previous page."""
     who, _ = await caller()
-    problems: list[tuple[str, str]] = []
-    raw_limit = request.args.get("limit") or str(DEFAULT_LIMIT)
-    limit = (
-        int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) < 5 else 0
-    )
-    if not 1 <= limit <= MAX_LIMIT:
-        problems.append(("limit", f"must be an integer from 1 to {MAX_LIMIT}"))
+    problems: list[dict[str, str]] = []
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT, problems)
     order = request.args.get("order") or "desc"
     if order not in ("asc", "desc"):
-        problems.append(("order", "must be asc or desc"))
-    if problems:
-        field, message = problems[0]
-        raise ApiError(
-            400,
-            "INVALID_VALUE",
-            f"{field}: {message}",
-            details=[{"field": name, "message": text} for name, text in problems],
-        )
+        problems.append({"field": "order", "message": "must be asc or desc"})
+    _refuse(problems)
     cursor = None
     after = request.args.get("after")
     if after:
