@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +21,8 @@ from .hub import Encode, Hub
 from .instrument import CountingProvider
 from .keeper import ContentKeeper
 from .leases import LeaseConfig, Leases
-from .polling import PollingPolicy, ScaledSchedule, SteppedSchedule
+from .plans import Plans
+from .polling import PollingPolicy, PredictivePolicy, SteppedSchedule, WebhookWatch
 from .relay import Relay
 from .settings import Settings
 from .storage import Storage
@@ -30,6 +31,7 @@ from .task import ActorConfig
 from .task_service import TaskService
 from .upstream import Limiter, OpenAICompatProvider, UpstreamConfig
 from .upstream.fake import SimulatorConfig, serve_simulator
+from .webhook_inbox import WebhookInbox
 
 log = logging.getLogger("sora_actors")
 
@@ -49,14 +51,20 @@ class Runtime:
     resumed: int
     content: ContentKeeper
     tasks: TaskService
+    webhooks: WebhookInbox
+    plans: Plans
+
+
+def polling_policy(settings: Settings) -> PollingPolicy:
+    policy = PredictivePolicy() if settings.polling_policy == "predictive" else SteppedSchedule()
+    if settings.polling_speedup != 1.0:
+        return policy.scaled(settings.polling_speedup)
+    return policy
 
 
 def actor_config(settings: Settings) -> ActorConfig:
-    policy: PollingPolicy = SteppedSchedule()
-    if settings.polling_speedup != 1.0:
-        policy = ScaledSchedule(policy, settings.polling_speedup)
     return ActorConfig(
-        policy=policy,
+        policy=polling_policy(settings),
         task_deadline_s=settings.task_deadline_seconds,
         submit_settle_s=settings.submit_settle_seconds,
         space_retry=Backoff(
@@ -79,15 +87,22 @@ def upstream_config(settings: Settings, base_url: str, api_key: str) -> Upstream
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, storage: Storage, *, encode: Encode
+    settings: Settings,
+    storage: Storage,
+    *,
+    encode: Encode,
+    default_plan: Callable[[], str] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Start the upstream (a simulator if none is configured), hub and supervisor.
 
     ``encode`` turns task events into what WebSocket clients receive (the http layer's).
+    ``default_plan`` names the plan of users without a licence, asked at every decision
+    (None: the settings' ``default_plan``).
 
     Leaving the block cancels every actor; they stop at their next checkpoint, and a unit
     of work already under way completes first (storage shields it).
     """
+    plans = Plans(settings.plans, default_plan or (lambda: settings.default_plan))
     async with trio.open_nursery() as nursery:
         if settings.upstream_url:
             base_url, api_key = settings.upstream_url, settings.upstream_api_key
@@ -109,7 +124,9 @@ async def open_runtime(
                 queue_size=settings.ws_send_queue_size,
                 stuck_seconds=settings.ws_stuck_seconds,
             )
-            tasks = TaskService(storage, hub, deadline_s=settings.task_deadline_seconds)
+            tasks = TaskService(
+                storage, hub, deadline_s=settings.task_deadline_seconds, plans=plans
+            )
             content = ContentKeeper(
                 LocalContentStore(settings.resolved_content_dir),
                 storage=storage,
@@ -118,11 +135,14 @@ async def open_runtime(
                 retention_s=settings.content_retention_days * 86400,
                 sweep_interval_s=settings.content_sweep_interval_seconds,
             )
+            watch = WebhookWatch()
             supervisor = Supervisor(
                 storage=storage,
                 provider=provider,
                 tasks=tasks,
-                actor_config=dataclasses.replace(actor_config(settings), content=content),
+                actor_config=dataclasses.replace(
+                    actor_config(settings), content=content, webhooks=watch
+                ),
                 intensity=RestartIntensity(
                     max_restarts=settings.actor_max_restarts,
                     period_s=settings.actor_restart_period_seconds,
@@ -156,6 +176,13 @@ async def open_runtime(
                     resumed=resumed,
                     content=content,
                     tasks=tasks,
+                    webhooks=WebhookInbox(
+                        {"default": settings.upstream_webhook_secret},
+                        storage=storage,
+                        supervisor=supervisor,
+                        watch=watch,
+                    ),
+                    plans=plans,
                 )
                 actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

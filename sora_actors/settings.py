@@ -11,6 +11,7 @@ and the attribute the code reads are the same word (``port`` / ``SORA_PORT`` /
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -21,10 +22,18 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .http.proxies import parse_networks
 from .logs import redact
+from .upstream.webhooks import secret_key
 
 ENV_PREFIX = "SORA_"
 DEFAULTS_FILE = resources.files(__package__).joinpath("defaults.toml")
@@ -33,6 +42,24 @@ MIN_SECRET_LENGTH = 32
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message is one line naming it."""
+
+
+class Plan(BaseModel):
+    """What one plan allows (`plans.NAME.*` in the settings file). Counts of 0: no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_running: int = Field(default=0, ge=0)  # tasks not yet in a terminal status
+    tasks_per_day: int = Field(default=0, ge=0)  # created in the last 24 hours
+    tasks_per_30_days: int = Field(default=0, ge=0)  # created in the last 30 days
+    max_duration_seconds: int = Field(default=0, ge=0)
+    models: tuple[str, ...] | Literal["*"] = "*"
+    sizes: tuple[str, ...] | Literal["*"] = "*"
+    image_to_video: bool = True
+
+
+# Licence types (the admin API generates these); each needs a plan of the same name.
+LICENSE_TYPES = ("TRIAL", "PRO", "ENTERPRISE")
 
 
 class Settings(BaseModel):
@@ -110,6 +137,12 @@ class Settings(BaseModel):
     ws_max_subscriptions_per_user: int = Field(default=5000, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
+    polling_policy: Literal["predictive", "seed"] = "predictive"
+    upstream_webhook_secret: str = ""
+    plans: dict[str, Plan] = Field(default_factory=dict)
+    default_plan: str = "FREE"
+    license_checks_per_address: int = Field(default=20, ge=0)
+    license_checks_period_seconds: float = Field(default=60.0, gt=0)
     api_keys_per_user: int = Field(default=20, gt=0)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
@@ -127,11 +160,35 @@ class Settings(BaseModel):
         parse_networks(value)  # ValueError names the bad entry
         return value
 
+    @field_validator("plans", mode="before")
+    @classmethod
+    def _plans_json(cls, value: Any) -> Any:
+        """SORA_PLANS holds JSON (``{"FREE": {"max_running": 1}}``)."""
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("default_plan")
+    @classmethod
+    def _every_plan_named(cls, value: str, info: ValidationInfo) -> str:
+        """The default plan and every licence type must name a configured plan."""
+        plans = info.data.get("plans")
+        if plans is not None:
+            for name in (*LICENSE_TYPES, value):
+                if name not in plans:
+                    raise ValueError(f"no plan named {name!r} in plans")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
         if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("upstream_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str) -> str:
+        if value:
+            secret_key(value)  # ValueError says what is wrong
         return value
 
     @field_validator("public_base_url")
@@ -188,6 +245,28 @@ def _read_toml(path: Traversable) -> dict[str, Any]:
         raise SettingsError(f"settings file {path} is not valid TOML: {error}") from None
 
 
+def _env_plans(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise SettingsError(f"invalid setting {ENV_PREFIX}PLANS: not JSON ({error})") from None
+
+
+def _layer(values: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """``layer`` over ``values``; plans merge plan by plan and field by field, so that a
+    file (or SORA_PLANS) may change one limit of one plan and keep the rest."""
+    for key, value in layer.items():
+        if key == "plans" and isinstance(value, Mapping) and isinstance(values.get(key), dict):
+            merged = dict(values[key])
+            for name, plan in value.items():
+                base = merged.get(name)
+                both = isinstance(base, Mapping) and isinstance(plan, Mapping)
+                merged[name] = {**base, **plan} if both else plan  # type: ignore[dict-item]
+            values[key] = merged
+        else:
+            values[key] = value
+
+
 def load(
     environ: Mapping[str, str] | None = None, *, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
@@ -199,16 +278,16 @@ def load(
     values: dict[str, Any] = _read_toml(DEFAULTS_FILE)
     extra_file = environ.get(f"{ENV_PREFIX}CONFIG_FILE")
     if extra_file:
-        values.update(_read_toml(Path(extra_file)))
+        _layer(values, _read_toml(Path(extra_file)))
     known = set(Settings.model_fields) - {"jwt_secret_generated"}
     for key in known:
         env_value = environ.get(ENV_PREFIX + key.upper())
         if env_value is not None:
-            values[key] = env_value
+            _layer(values, {key: _env_plans(env_value) if key == "plans" else env_value})
     unknown = sorted(set(values) - known)
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]!r} in a settings file")
-    values.update(overrides or {})
+    _layer(values, overrides or {})
     try:
         settings = Settings(**values)
     except ValidationError as error:
@@ -216,6 +295,8 @@ def load(
         key = str(first["loc"][0]) if first["loc"] else "?"
         # redact(): the value may be a URL with a password in it.
         got = redact(repr(values.get(key, "")))
+        if key.endswith("_secret"):
+            got = "(hidden)"  # never a secret, even a malformed one, in a log line
         raise SettingsError(
             f"invalid setting {ENV_PREFIX}{key.upper()}={got}: {first['msg']}"
         ) from None

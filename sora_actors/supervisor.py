@@ -29,7 +29,7 @@ from .leases import Leases
 from .ledger import PollLedger
 from .lifecycle import ErrorCode
 from .storage import Activity, StaleTask, Storage, StorageUnavailable, Task, classify
-from .task import ActorConfig, Cancel, Command, LeaseLost, TaskActor
+from .task import ActorConfig, Cancel, Command, LeaseLost, TaskActor, UpstreamHint
 from .task_service import CancelOutcome, TaskService
 from .upstream import Provider
 
@@ -180,9 +180,11 @@ class Supervisor:
             # senders fall back to the database path instead of waiting forever.
             while True:
                 try:
-                    mailbox.receive_nowait().reply.close()
+                    late = mailbox.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+                if isinstance(late, Cancel):
+                    late.reply.close()
             mailbox.close()
 
     async def _supervise_loop(
@@ -255,6 +257,18 @@ class Supervisor:
         await self._tasks.fail_unowned(
             video_id, ErrorCode.ACTOR_CRASH_LOOP, "the task's actor kept crashing; it was stopped"
         )
+
+    def hint(self, video_id: str, hint: UpstreamHint) -> bool:
+        """Hand a webhook's news to the task's actor if it runs here; False when none does
+        (or its mailbox is full): a hint may be dropped, polling still finds the end."""
+        mailbox = self._mailboxes.get(video_id)
+        if mailbox is None:
+            return False
+        try:
+            mailbox.send_nowait(hint)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
 
     async def cancel(self, video_id: str, reason: Activity) -> CancelOutcome | None:
         """Cancel a task; None when it does not exist. Ends in exactly one terminal state."""

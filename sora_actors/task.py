@@ -37,7 +37,7 @@ from .clock import wall_ms
 from .keeper import ContentKeeper, ContentStoreFull
 from .ledger import PollLedger
 from .lifecycle import ErrorCode, Phase
-from .polling import PollingPolicy, SteppedSchedule
+from .polling import PollingPolicy, Schedule, SteppedSchedule, WebhookWatch
 from .storage import Activity, Storage, Task
 from .task_service import CancelOutcome, TaskService
 from .upstream import (
@@ -81,6 +81,12 @@ class ActorConfig:
     # last try landing this long before the upstream drops the video.
     space_retry: Backoff = field(default_factory=lambda: Backoff(5.0, 300.0))
     space_expiry_margin_s: float = 30.0
+    # Which channels deliver webhooks now: their tasks poll as a sparse safety net.
+    webhooks: WebhookWatch | None = None
+
+
+# Today's single upstream is the channel of every task (channels come with issue 15).
+DEFAULT_CHANNEL = "default"
 
 
 @dataclass
@@ -91,7 +97,15 @@ class Cancel:
     reply: trio.MemorySendChannel[CancelOutcome]
 
 
-Command = Cancel
+@dataclass(frozen=True)
+class UpstreamHint:
+    """Mailbox message: a verified webhook says the upstream job ended (``event``, e.g.
+    ``video.completed``). Only a hint: the actor polls once to confirm it."""
+
+    event: str
+
+
+Command = Cancel | UpstreamHint
 
 
 def _remaining_to_trio(deadline_wall_ms: int | None, fallback_s: float) -> float:
@@ -129,6 +143,8 @@ class TaskActor:
         self._fetch_failures = 0
         self._space_waits = 0
         self._space_deadline: float | None = None
+        self._schedule = self._new_schedule(submitted=False)
+        self._poll_at = trio.current_time()  # a resumed task polls at once
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -165,14 +181,18 @@ class TaskActor:
                 async def listen() -> None:
                     nonlocal command
                     with contextlib.suppress(trio.EndOfChannel):
-                        command = await self._mailbox.receive()
+                        received = await self._mailbox.receive()
+                        # A webhook only matters while polling: a download goes on.
+                        while isinstance(received, UpstreamHint) and not self._polling():
+                            received = await self._mailbox.receive()
+                        command = received
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(listen)
                 await step()
                 nursery.cancel_scope.cancel()
         except BaseException as error:
-            if command is not None:
+            if isinstance(command, Cancel):
                 command.reply.close()  # its sender settles it through the database
             # The supervisor tells StaleTask, LeaseLost, a database outage and a crash apart:
             # hand it the step's own exception, not the nursery's group around it.
@@ -193,6 +213,9 @@ class TaskActor:
             await self._handle(command)
 
     async def _handle(self, command: Command) -> None:
+        if isinstance(command, UpstreamHint):
+            self._hinted(command)
+            return
         # The reply channel is closed however this ends: should the commit raise, the
         # caller sees EndOfChannel and settles the cancel through the database instead.
         with command.reply:
@@ -273,8 +296,9 @@ class TaskActor:
         if job is None:
             return
         await self._store_intent()  # (stored already, unless the provider skipped on_send)
+        self._schedule = self._new_schedule(submitted=True)
+        self._poll_at = trio.current_time() + self._schedule.first_delay()
         await self._adopt(job, "submitted")
-        await self._wait(self._config.policy.first_delay())
 
     async def _store_intent(self) -> None:
         """The create is about to leave: SUBMITTING, from now on a restart looks it up
@@ -378,13 +402,38 @@ class TaskActor:
 
     # -- polling ----------------------------------------------------------------------
 
+    def _new_schedule(self, *, submitted: bool) -> Schedule:
+        watch = self._config.webhooks
+        if watch is None:
+            return self._config.policy.schedule(trio.current_time(), submitted=submitted)
+        return self._config.policy.schedule(
+            trio.current_time(), submitted=submitted, webhooks=watch.signal(DEFAULT_CHANNEL)
+        )
+
+    def _polling(self) -> bool:
+        return self.task.phase == Phase.POLLING and not self.task.terminal
+
+    def _hinted(self, hint: UpstreamHint) -> None:
+        """A webhook: poll once to confirm, as soon as the upstream lets us."""
+        if not self._polling():
+            return  # not following the job (yet, or any more): nothing to confirm
+        now = trio.current_time()
+        self._poll_at = min(self._poll_at, now + self._schedule.after_webhook(now))
+        log.info("task %s: webhook %s; confirming by a poll", self.task.video_id, hint.event)
+
     async def _poll(self) -> None:
+        """Wait for the schedule's time (a webhook or a command cuts the wait short), then
+        poll once."""
+        now = trio.current_time()
+        if now < self._poll_at:
+            await self._wait(self._poll_at - now)
+            return
         external_id = self.task.external_video_id
         assert external_id is not None, "POLLING without an upstream id"
-        policy = self._config.policy
         try:
             job = await self._provider.get(external_id)
         except UpstreamError as error:
+            now = trio.current_time()  # waits count from the answer (Retry-After, poll-after)
             if error.kind is ErrorKind.NOT_FOUND:
                 await self._fail(ErrorCode.UPSTREAM_JOB_LOST, "the upstream lost track of the job")
                 return
@@ -392,19 +441,16 @@ class TaskActor:
                 await self._fail(*failure_for(error))
                 return
             await self._record_poll()
-            await self._wait(
-                policy.next_delay(
-                    self.task.progress, failed=True, hint=None, retry_after=error.retry_after_s
-                )
+            self._poll_at = now + self._schedule.next_delay(
+                now, self.task.progress, failed=True, hint=None, retry_after=error.retry_after_s
             )
             return
-        await self._observe(job)
-        if not self.task.terminal and self.task.phase == Phase.POLLING:
-            await self._wait(
-                policy.next_delay(
-                    self.task.progress, failed=False, hint=job.poll_after_s, retry_after=None
-                )
-            )
+        now = trio.current_time()
+        delay = self._schedule.next_delay(
+            now, job.progress, failed=False, hint=job.poll_after_s, retry_after=None
+        )
+        self._poll_at = now + delay
+        await self._observe(job, self._schedule.remaining(now))
 
     async def _record_poll(self) -> None:
         """Count a poll that changed nothing visible: no seq bump, no event, and the write
@@ -415,14 +461,16 @@ class TaskActor:
             self.task, poll_count=self.task.poll_count + 1, last_poll_at=now
         )
 
-    async def _observe(self, job: UpstreamJob) -> None:
-        polled: dict[str, Any] = {"poll_count": "+1", "last_poll_at": wall_ms()}
+    async def _observe(self, job: UpstreamJob, remaining_s: float | None) -> None:
+        now = wall_ms()
+        polled: dict[str, Any] = {"poll_count": "+1", "last_poll_at": now}
         if job.is_done:
             await self._commit(
                 Phase.FETCHING,
                 "finished upstream; fetching the result",
                 progress=max(job.progress, 99),
                 upstream_expires_at=_ms(job.expires_at),
+                estimated_end_at=now,
                 **polled,
             )
         elif job.status is UpstreamStatus.COMPLETED or job.status is UpstreamStatus.FAILED:
@@ -433,7 +481,11 @@ class TaskActor:
             await self._fail(ErrorCode.UPSTREAM_FAILED, "the upstream cancelled the job")
         elif job.progress > self.task.progress:
             await self._commit(
-                Phase.POLLING, f"progress {job.progress}%", progress=job.progress, **polled
+                Phase.POLLING,
+                f"progress {job.progress}%",
+                progress=job.progress,
+                estimated_end_at=None if remaining_s is None else now + round(remaining_s * 1000),
+                **polled,
             )
         else:
             await self._record_poll()

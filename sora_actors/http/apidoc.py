@@ -81,6 +81,12 @@ ACCOUNT_DISABLED.
 Every response carries `X-Request-Id` (the caller's, if sane, else generated); quote it
 when reporting a problem.
 
+Task creation (JSON, multipart, remix) follows the caller's plan (their licence's, else the
+default one; `GET /api/license/info`): 403 PLAN_FORBIDS names the model, size, duration or
+image-to-video the plan leaves out (`error.details.field`); 429 QUOTA_EXCEEDED says which
+count is reached (`error.details`: `limit`, `used`, `window` = running, 24h or 30d) and
+`Retry-After` when another try may succeed. A repeated Idempotency-Key still gets its task.
+
 A personal API key (`sk-sora-...`, made at `POST /api/auth/api-keys` and shown only then)
 works wherever a token does: `Authorization: Bearer sk-sora-...`. An unknown key is 401
 INVALID_API_KEY, a revoked one 401 API_KEY_REVOKED (at once), a disabled account's 401

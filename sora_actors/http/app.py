@@ -13,6 +13,7 @@ from quart_trio.wrappers.request import TrioRequest
 from ..services import Services
 from . import (
     accounts,
+    admin_licences,
     apidoc,
     apikeys,
     console,
@@ -20,11 +21,13 @@ from . import (
     errors,
     files,
     health,
+    licences,
     links,
     observe,
     ratelimit,
     relay,
     tasks,
+    webhooks,
     ws,
 )
 from .context import EXTENSION_KEY, HttpContext, ctx
@@ -177,6 +180,9 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
+    app.register_blueprint(webhooks.blueprint)
+    licences.install(app, settings)
+    app.register_blueprint(admin_licences.blueprint)
     relay.install(app)
     large_body(tasks.create)
     large_body(relay.create)

@@ -14,13 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from quart import Blueprint, Response, request
 
 from ..lifecycle import Status
+from ..plans import PlanForbids
 from ..storage import Activity, Conflict, Task
+from ..storage.quota import QuotaExceeded
 from ..task_service import Image, Order
 from .apidoc import documented
 from .context import client_address, ctx, principal
 from .envelope import ApiError, ok
 from .errors import validation_details
 from .models import Prompt
+from .ratelimit import retry_after
 from .schemas import (
     IdempotencyHeaders,
     StatsEnvelope,
@@ -219,6 +222,15 @@ def idempotency_key() -> str | None:
     return key
 
 
+# How a QuotaExceeded window reads in a message.
+_WINDOWS = {
+    "running": "tasks running at once",
+    "24h": "tasks in 24 hours",
+    "30d": "tasks in 30 days",
+}
+QUOTA_ERRORS = {403: ("PLAN_FORBIDS",), 429: ("QUOTA_EXCEEDED",)}
+
+
 def _activity(action: str, user_id: str, **details: object) -> Activity:
     return Activity(
         action, user_id, details or None, client_address(), request.headers.get("User-Agent")
@@ -249,6 +261,22 @@ async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task
             "IDEMPOTENCY_KEY_REUSED",
             "This Idempotency-Key was already used with a different request.",
         ) from clash
+    except PlanForbids as no:
+        raise ApiError(
+            403,
+            "PLAN_FORBIDS",
+            f"Your plan ({no.plan}) does not allow {no.field} {no.value}.",
+            details={"plan": no.plan, "field": no.field, "value": no.value, "allowed": no.allowed},
+        ) from None
+    except QuotaExceeded as full:
+        raise ApiError(
+            429,
+            "QUOTA_EXCEEDED",
+            f"Your plan allows {full.limit} {_WINDOWS[full.window]}; "
+            f"try again in {full.retry_after} s.",
+            details={"limit": full.limit, "used": full.used, "window": full.window},
+            headers=retry_after(full.retry_after),
+        ) from None
 
 
 @blueprint.post("/tasks")
@@ -264,6 +292,7 @@ async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task
         413: ("IMAGE_TOO_LARGE",),
         415: ("UNSUPPORTED_IMAGE_TYPE",),
         422: ("IDEMPOTENCY_KEY_REUSED",),
+        **QUOTA_ERRORS,
     },
 )
 async def create() -> Response:
@@ -322,6 +351,7 @@ async def remix_order(user_id: str, video_id: str) -> Order:
         404: ("TASK_NOT_FOUND",),
         409: ("TASK_NOT_COMPLETED",),
         422: ("IDEMPOTENCY_KEY_REUSED",),
+        **QUOTA_ERRORS,
     },
 )
 async def remix(video_id: str) -> Response:

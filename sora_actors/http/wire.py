@@ -83,5 +83,14 @@ def task_messages(task: Task, message: str | None) -> list[tuple[str, dict[str, 
         }
         return [("taskFailed", {**base, "status": "failed", "error": error})]
     if task.status == Status.CANCELLED:
-        return [("taskProgress", base), ("taskCancelled", {**base, "status": "cancelled"})]
-    return [("taskProgress", base)]
+        progress = {**base, "estimatedTimeRemaining": None}
+        return [("taskProgress", progress), ("taskCancelled", {**base, "status": "cancelled"})]
+    return [("taskProgress", {**base, "estimatedTimeRemaining": estimated_time_remaining(task)})]
+
+
+def estimated_time_remaining(task: Task) -> int | None:
+    """Seconds from this event until the upstream job is expected to end (the polling
+    policy's estimate, see `polling`); None when there is none."""
+    if task.estimated_end_at is None or task.terminal:
+        return None
+    return max(0, round((task.estimated_end_at - task.updated_at) / 1000))

@@ -86,6 +86,8 @@ class Task:
     content_variants: str | None = None
     # When the task, finished upstream, first found the content store full (it waits).
     content_pending_since: int | None = None
+    # The polling policy's estimate of when the upstream job ends (wall ms), if it has one.
+    estimated_end_at: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:

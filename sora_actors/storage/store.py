@@ -15,6 +15,7 @@ from .copies import ContentRecords
 from .database import Database, open_database, sqlite_path
 from .errors import StorageFull
 from .leases import LeaseStore
+from .licences import LicenceStore
 from .tasks import TaskStore
 
 # Free space on SQLite's file system that counts as "room to write again".
@@ -39,6 +40,7 @@ class Storage:
         self.tasks = TaskStore(database)
         self.leases = LeaseStore(database)
         self.content = ContentRecords(database)
+        self.licences = LicenceStore(database)
         self.api_keys = ApiKeyStore(database)
 
     @property

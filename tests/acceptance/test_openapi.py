@@ -22,9 +22,15 @@ from tests.conftest import make_settings
 from tests.harness import LiveServer, live_server
 
 from .journey import FAST, finished_task
+from .licensing import generate, promote
 
 # Routes that need no token; every other /api route does.
-PUBLIC = {("post", "/api/auth/register"), ("post", "/api/auth/login")}
+PUBLIC = {
+    ("post", "/api/auth/register"),
+    ("post", "/api/auth/login"),
+    ("post", "/api/upstream/webhooks/{channel}"),  # signed by the upstream instead
+    ("post", "/api/license/validate"),
+}
 API_PREFIXES = ("/api/", "/files/", "/health", "/metrics")
 # The OpenAI-compatible door speaks OpenAI's Videos API (its shapes, its error object), whose
 # reference is OpenAI's own; it is proven by the official SDK (test_relay_sdk.py), not here.
@@ -33,7 +39,11 @@ FOREIGN_PREFIXES = ("/api/relay/",)
 
 # Upstream jobs finish in seconds, but actors poll at the real pace: schemathesis creates
 # a few hundred tasks, and sped-up polling of all of them would saturate one SQLite file.
-PACE = {**FAST, "polling_speedup": 2}
+PACE = {
+    **FAST,
+    "polling_speedup": 2,
+    "upstream_webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+}
 
 
 @pytest.fixture
@@ -143,9 +153,12 @@ async def test_every_api_route_is_documented_with_its_envelopes(server: LiveServ
     assert "ASCII" in username["properties"]["username"]["description"]
     # Limits: the API's rate limits on /api/video, the throttles and the hashing gate.
     paths = document["paths"]
-    for path, method in [("/api/video/tasks", "post"), ("/api/video/tasks/{video_id}", "get")]:
+    for path, method, codes in [
+        ("/api/video/tasks", "post", ["QUOTA_EXCEEDED", "RATE_LIMITED"]),
+        ("/api/video/tasks/{video_id}", "get", ["RATE_LIMITED"]),
+    ]:
         limited = paths[path][method]["responses"]["429"]
-        assert limited["x-error-codes"] == ["RATE_LIMITED"], path
+        assert limited["x-error-codes"] == codes, path
         assert "Retry-After" in limited["headers"]
     register, login = paths["/api/auth/register"]["post"], paths["/api/auth/login"]["post"]
     assert register["responses"]["429"]["x-error-codes"] == ["TOO_MANY_REGISTRATIONS"]
@@ -197,6 +210,8 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     server: LiveServer, tmp_path: Path
 ) -> None:
     alice = await server.user("alice")
+    await promote(server, "alice")  # the admin routes too, beyond their 403s
+    licence = await generate(server, alice)
     finished = await finished_task(server, alice, "a lighthouse in fog")
     # Real ids and a valid signed link, so that content, refresh-url, remix and /files are
     # exercised beyond their 404/403 answers.
@@ -208,6 +223,8 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
             for key, value in {
                 "path.video_id": finished.video_id,
                 "path.variant": "video",
+                "path.channel": "default",
+                "path.licence_id": licence["id"],
                 "query.exp": finished.query["exp"],
                 "query.sig": finished.query["sig"],
             }.items()

@@ -75,3 +75,16 @@ def test_the_package_carries_the_documented_defaults() -> None:
     """``sora_actors/defaults.toml`` (what an installed wheel reads) is config/default.toml."""
     documented = Path(__file__).resolve().parents[2] / "config" / "default.toml"
     assert DEFAULTS_FILE.read_bytes() == documented.read_bytes()
+
+
+def test_polling_and_webhook_settings() -> None:
+    settings = load(environ={})
+    assert settings.polling_policy == "predictive" and settings.upstream_webhook_secret == ""
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    chosen = load(environ={"SORA_POLLING_POLICY": "seed", "SORA_UPSTREAM_WEBHOOK_SECRET": secret})
+    assert chosen.polling_policy == "seed" and chosen.upstream_webhook_secret == secret
+    with pytest.raises(SettingsError, match="SORA_POLLING_POLICY"):
+        load(environ={"SORA_POLLING_POLICY": "eager"})
+    with pytest.raises(SettingsError, match="SORA_UPSTREAM_WEBHOOK_SECRET") as refused:
+        load(environ={"SORA_UPSTREAM_WEBHOOK_SECRET": "whsec_not base64 at all"})
+    assert "not base64" not in str(refused.value)  # the value itself is never shown

@@ -7,6 +7,8 @@ Also an admin API outside the base path, for tests:
 - `POST /__admin/faults`     partial FaultRates as JSON; answers the new rates
 - `POST /__admin/limits`     partial KeyLimits as JSON
 - `POST /__admin/reset`      clear counters and log; `{"faults": true}` restores configured faults
+- `POST /__admin/webhooks`   `{"url", "secret", "loss"?, "delay_min_s"?, "delay_max_s"?}`: call
+                             back there on job ends from now on; `{"url": null}`: stop
 - `POST /__admin/jobs/{id}/expire|complete|fail`  force a job's outcome or expire its content now
 - `GET  /__files/{id}/{variant}`  the gateway dialect's direct `video_url` (no auth, honours expiry)
 """
@@ -23,7 +25,15 @@ from email.policy import HTTP
 from typing import Any, cast
 
 from ...provider import ContentVariant
-from ..engine import Engine, EngineError, FaultRates, JobState, KeyLimits, SimulatorConfig
+from ..engine import (
+    Engine,
+    EngineError,
+    FaultRates,
+    JobState,
+    KeyLimits,
+    SimulatorConfig,
+    WebhookConfig,
+)
 from ..media import CONTENT_TYPES, media_bytes
 from .server import Request, Response
 
@@ -325,6 +335,14 @@ class SimulatorApp:
             except (ValueError, TypeError) as e:
                 return _json(400, {"error": str(e)})
             return _json(200, {f.name: getattr(lim, f.name) for f in fields(KeyLimits)})
+        if path == "/__admin/webhooks" and req.method in ("POST", "PUT"):
+            body = self._body_json(req)
+            try:
+                hooks = None if body.get("url") is None else WebhookConfig(**body)
+                self.engine.set_webhooks(hooks)
+            except (ValueError, TypeError) as e:
+                return _json(400, {"error": str(e)})
+            return _json(200, {"webhooks": None if hooks is None else hooks.url})
         if path == "/__admin/reset" and req.method == "POST":
             body = self._body_json(req)
             eng.reset_counters()
