@@ -197,6 +197,7 @@ class Settings(BaseModel):
     channel_cooldown_seconds: float = Field(default=5.0, gt=0)
     channel_cooldown_max_seconds: float = Field(default=300.0, gt=0)
     config_refresh_seconds: float = Field(default=1.0, gt=0)
+    api_keys_per_user: int = Field(default=20, gt=0)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 

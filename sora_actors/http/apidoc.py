@@ -86,6 +86,17 @@ default one; `GET /api/license/info`): 403 PLAN_FORBIDS names the model, size, d
 image-to-video the plan leaves out (`error.details.field`); 429 QUOTA_EXCEEDED says which
 count is reached (`error.details`: `limit`, `used`, `window` = running, 24h or 30d) and
 `Retry-After` when another try may succeed. A repeated Idempotency-Key still gets its task.
+
+A personal API key (`sk-sora-...`, made at `POST /api/auth/api-keys` and shown only then)
+works wherever a token does: `Authorization: Bearer sk-sora-...`. An unknown key is 401
+INVALID_API_KEY, a revoked one 401 API_KEY_REVOKED (at once), a disabled account's 401
+ACCOUNT_DISABLED. Keys are managed with a login token only (403 FORBIDDEN with a key).
+
+`/api/relay/v1/videos` (alias `/api/relay/sora/videos`) serves OpenAI's Videos API on top of
+these tasks, for the `openai` SDKs (`base_url=<server>/api/relay/v1`, a personal key or a
+token as the API key). It speaks OpenAI's shapes, errors included (`{"error": {"message",
+"type", "param", "code"}}`), so it is described by OpenAI's reference, not in this document;
+the README lists what it maps and where it differs.
 """
 
 

@@ -15,6 +15,7 @@ from . import (
     accounts,
     admin_licences,
     apidoc,
+    apikeys,
     channels_admin,
     console,
     cors,
@@ -26,6 +27,7 @@ from . import (
     observe,
     operations,
     ratelimit,
+    relay,
     sse,
     tasks,
     webhooks,
@@ -175,6 +177,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     cors.install(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(accounts.blueprint)
+    app.register_blueprint(apikeys.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(links.blueprint)
     app.register_blueprint(files.blueprint)
@@ -188,5 +191,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(channels_admin.blueprint)
     app.register_blueprint(operations.blueprint)
     app.register_blueprint(operations.public)
+    relay.install(app)
     large_body(tasks.create)
+    large_body(relay.create)
     return app

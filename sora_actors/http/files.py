@@ -125,15 +125,21 @@ async def media_file(video_id: str, variant: str) -> Response:
         )
     if verdict is not Verdict.VALID:
         raise ApiError(403, "CONTENT_URL_INVALID", "This link is not valid.")
-    services = ctx().services
     if variant == signing.REFERENCE:
         return await _reference_image(video_id)
-    task = await services.storage.tasks.get(video_id)
+    task = await ctx().services.storage.tasks.get(video_id)
     if task is None or variant not in CONTENT_TYPES:
         raise ApiError(404, "CONTENT_NOT_FOUND", "No such file.")
     if task.content_expired_at is not None:
         raise expired(task)
-    store = services.runtime.content.store
+    return await serve_copy(task, variant)
+
+
+async def serve_copy(task: Task, variant: str) -> Response:
+    """Stream one variant of our copy of ``task`` (byte ranges, ETag), whoever allowed it:
+    a signed link here, the caller's own login or API key at the OpenAI door (`relay.py`)."""
+    video_id = task.video_id
+    store = ctx().services.runtime.content.store
     key = content_key(video_id, variant)
     size = await store.size(key) if variant in task.stored_variants else None
     if size is None:

@@ -428,6 +428,27 @@ class RemixRequest(BaseModel):
     prompt: Prompt
 
 
+async def remix_order(user_id: str, video_id: str) -> Order:
+    """The order the request's body asks for: a remix of the caller's COMPLETED task."""
+    raw = json_object(await request.get_json())
+    try:
+        body = RemixRequest.model_validate(raw)
+    except ValidationError as error:
+        raise invalid(validation_details(error)) from None
+    source = await owned_task(video_id, user_id)
+    if source.status != Status.COMPLETED or source.external_video_id is None:
+        raise ApiError(
+            409,
+            "TASK_NOT_COMPLETED",
+            f"Only a COMPLETED task can be remixed; this one is {source.status}.",
+            details={"status": source.status},
+        )
+    # The remix keeps the source's model, size and length (the upstream does the same).
+    return Order(
+        body.prompt, source.model, source.size, source.duration, remixed_from=source.video_id
+    )
+
+
 @blueprint.post("/tasks/<video_id>/remix")
 @documented(
     TaskEnvelope,
@@ -448,23 +469,7 @@ async def remix(video_id: str) -> Response:
     """A new task made from a COMPLETED one with a new prompt (same model, size, length)."""
     caller = await principal()
     key = idempotency_key()
-    raw = json_object(await request.get_json())
-    try:
-        body = RemixRequest.model_validate(raw)
-    except ValidationError as error:
-        raise invalid(validation_details(error)) from None
-    source = await owned_task(video_id, caller.user_id)
-    if source.status != Status.COMPLETED or source.external_video_id is None:
-        raise ApiError(
-            409,
-            "TASK_NOT_COMPLETED",
-            f"Only a COMPLETED task can be remixed; this one is {source.status}.",
-            details={"status": source.status},
-        )
-    # The remix keeps the source's model, size and length (the upstream does the same).
-    order = Order(
-        body.prompt, source.model, source.size, source.duration, remixed_from=source.video_id
-    )
+    order = await remix_order(caller.user_id, video_id)
     task, created = await create_task(caller.user_id, order, key)
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return ok(task_wire(task), status=201, headers=headers)

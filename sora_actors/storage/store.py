@@ -10,6 +10,7 @@ from typing import Any
 import trio
 
 from .accounts import AccountStore
+from .apikeys import ApiKeyStore
 from .copies import ContentRecords
 from .database import Database, open_database, sqlite_path
 from .errors import StorageFull
@@ -44,6 +45,7 @@ class Storage:
         self.licences = LicenceStore(database)
         self.operations = OperationsStore(database)
         self.config = ConfigRows(database)
+        self.api_keys = ApiKeyStore(database)
 
     @property
     def dialect(self) -> str:

@@ -133,3 +133,17 @@ task_content = sa.Table(
     sa.Column("sha256", sa.Text, nullable=False),
     sa.Column("stored_at", sa.BigInteger, nullable=False),
 )
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("key_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("last4", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_used_at", sa.BigInteger),
+    sa.Column("revoked_at", sa.BigInteger),
+)

@@ -200,3 +200,32 @@ async def test_admin_section_for_admins_and_notices_for_everyone(
     viewer = {"Authorization": f"Bearer {await server.login('viewer')}"}
     listing = await server.client.get("/api/video/tasks", headers=viewer)
     assert listing.json()["data"]["total"] == 0
+
+
+async def test_api_keys_are_created_shown_once_listed_and_revoked(
+    chromium: str, server: LiveServer
+) -> None:
+    await server.register("carol")
+    seen = await run_in_browser(
+        "api_keys", server.base_url, _shot(server, "api-keys"), username="carol"
+    )
+    laptop, ci = seen["shown"]
+    assert laptop.startswith("sk-sora-") and ci.startswith("sk-sora-") and laptop != ci
+    assert seen["base_url_hint"] == f"{server.base_url}/api/relay/v1"
+    # Listed by prefix and last four, never whole (not even right after creating it).
+    for key in (laptop, ci):
+        assert any(key[:12] in line and key[-4:] in line for line in seen["listed"])
+        assert all(key not in line for line in seen["listed"] + seen["after_revoke"])
+        assert key not in seen["page_text"]
+    # What the page revoked is revoked on the server: the key no longer works, the other does.
+    assert (await server.client.get("/api/auth/me", headers=_bearer(laptop))).status_code == 401
+    me = await server.client.get("/api/auth/me", headers=_bearer(ci))
+    assert me.status_code == 200 and me.json()["data"]["username"] == "carol"
+    headers = {"Authorization": f"Bearer {await server.login('carol')}"}
+    listing = (await server.client.get("/api/auth/api-keys", headers=headers)).json()["data"]
+    revoked = {key["name"]: key["revokedAt"] is not None for key in listing["keys"]}
+    assert revoked == {"laptop": True, "ci": False}
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

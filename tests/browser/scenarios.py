@@ -284,3 +284,34 @@ def admin_console(page: Page, base_url: str, admin: str, user: str) -> dict[str,
         "user_sees_admin": page.locator("#admin-view").is_visible(),
         "create_error": page.locator("#create-error").inner_text(),
     }
+
+
+def api_keys(page: Page, base_url: str, username: str) -> dict[str, Any]:
+    """Create two keys (each shown once), revoke the first; report what the page showed."""
+    log_in(page, base_url, username, "password-1")
+    keys = page.locator("#keys .key")
+    expect(page.locator("#keys-empty")).to_be_visible()
+    shown = []
+    for name in ("laptop", "ci"):
+        page.fill("#key-form [name=name]", name)
+        page.click("#key-submit")
+        expect(keys.filter(has_text=name)).to_have_count(1)
+        expect(page.locator("#new-key")).to_be_visible()
+        shown.append(page.locator("#new-key-value").inner_text())
+    listed = keys.all_inner_texts()
+    laptop = keys.filter(has_text="laptop")
+    laptop.get_by_role("button", name="Revoke").click()
+    expect(laptop).to_have_attribute("data-revoked", "true")
+    expect(laptop.get_by_role("button", name="Revoke")).to_have_count(0)
+    after_revoke = keys.all_inner_texts()
+    # A reload lists the keys again, and never shows a whole key.
+    page.reload()
+    expect(keys).to_have_count(2)
+    expect(page.locator("#new-key")).to_be_hidden()
+    return {
+        "shown": shown,
+        "listed": listed,
+        "after_revoke": after_revoke,
+        "page_text": page.locator("body").inner_text(),
+        "base_url_hint": page.locator("#relay-base").inner_text(),
+    }

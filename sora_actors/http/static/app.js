@@ -152,6 +152,7 @@ function startSession(token, user) {
   showView();
   state.page = 1;
   loadTasks();
+  loadKeys();
   state.reconnects = 0;
   connect();
   if (!user.role) loadProfile();
@@ -172,6 +173,9 @@ function logout(message) {
   $("#tasks").replaceChildren();
   state.view = "videos";
   $("#plan").hidden = true;
+  $("#keys").replaceChildren();
+  $("#new-key").hidden = true;
+  $("#new-key-value").textContent = "";
   showView();
   if (message) notify(message);
 }
@@ -571,6 +575,76 @@ async function onCreateSubmit(event) {
   }
 }
 
+// ---------------------------------------------------------------- API keys
+
+/** Keys are listed by prefix and last four characters; the whole key is shown once. */
+async function loadKeys() {
+  try {
+    const { data } = await api("GET", "/api/auth/api-keys");
+    renderKeys(data.keys);
+  } catch (failure) {
+    if (state.token) $("#key-error").textContent = failure.message;
+  }
+}
+
+function renderKeys(keys) {
+  const list = $("#keys");
+  list.replaceChildren();
+  for (const key of keys) {
+    const item = document.createElement("li");
+    item.className = "key";
+    item.dataset.keyId = key.id;
+    item.dataset.revoked = String(Boolean(key.revokedAt));
+    const label = document.createElement("span");
+    label.className = "key-label";
+    label.textContent = `${key.name || "unnamed"} — ${key.prefix}…${key.last4}`;
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = key.revokedAt
+      ? `revoked ${when(key.revokedAt)}`
+      : `created ${when(key.createdAt)}, last used ${key.lastUsedAt ? when(key.lastUsedAt) : "never"}`;
+    item.append(label, meta);
+    if (!key.revokedAt) {
+      const revoke = document.createElement("button");
+      revoke.type = "button";
+      revoke.className = "ghost danger";
+      revoke.textContent = "Revoke";
+      revoke.addEventListener("click", async () => {
+        revoke.disabled = true;
+        try {
+          await api("DELETE", `/api/auth/api-keys/${encodeURIComponent(key.id)}`);
+          await loadKeys();
+        } catch (failure) {
+          $("#key-error").textContent = failure.message;
+          revoke.disabled = false;
+        }
+      });
+      item.append(revoke);
+    }
+    list.append(item);
+  }
+  $("#keys-empty").hidden = keys.length > 0;
+}
+
+async function onKeySubmit(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const submit = $("#key-submit");
+  $("#key-error").textContent = "";
+  submit.disabled = true;
+  try {
+    const { data } = await api("POST", "/api/auth/api-keys", { name: form.name.value.trim() });
+    form.reset();
+    $("#new-key-value").textContent = data.key;
+    $("#new-key").hidden = false;
+    await loadKeys();
+  } catch (failure) {
+    $("#key-error").textContent = failure.message;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 function init() {
@@ -597,6 +671,8 @@ function init() {
   loadPublicConfig();
   $("#prev").addEventListener("click", () => { state.page -= 1; loadTasks(); });
   $("#next").addEventListener("click", () => { state.page += 1; loadTasks(); });
+  $("#key-form").addEventListener("submit", onKeySubmit);
+  $("#relay-base").textContent = `${location.origin}/api/relay/v1`;
   // Back from sleep or offline: do not wait for the backoff timer.
   const wake = () => {
     if (state.token && !state.socket) {
