@@ -223,6 +223,9 @@ async def test_tasks_created_after_a_channel_was_killed_go_to_the_other(
     assert states["second"] == "closed" and states["first"] in ("open", "half_open")
 
 
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
 async def test_a_refused_key_disables_the_channel_and_tells_admins(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -255,7 +258,8 @@ async def test_replicate_dialect_end_to_end_with_upstream_cancel(
     database_url: str, tmp_path: Path
 ) -> None:
     slow = ("--dialect", "replicate", "--time-scale", "10", "--queue-min", "0.5")
-    slow += ("--queue-max", "1", "--run-median", "30", "--run-min", "25", "--run-max", "35")
+    # Long enough (8-10 s) that the cancel reaches a running job even on a loaded machine.
+    slow += ("--queue-max", "1", "--run-median", "90", "--run-min", "80", "--run-max", "100")
     with simulators(slow) as (sim,):
         channels = [{**channel("rep", sim, "r8_key", 1), "dialect": "replicate"}]
         async with serving(tmp_path, database_url, channels) as (server, headers):
@@ -310,7 +314,7 @@ async def test_admins_see_channels_with_masked_keys_and_test_them(
 ) -> None:
     with simulators((*QUICK, "--api-key", "sk-right-0001")) as (sim,):
         channels = [
-            {**channel("revoked", sim, "sk-wrong-9999", 10), "webhook_secret": "whsec_abc"},
+            {**channel("revoked", sim, "sk-wrong-9999", 10), "webhook_secret": WEBHOOK_SECRET},
             channel("working", sim, "sk-right-0001", 1),
         ]
         async with serving(tmp_path, database_url, channels) as (server, user):
@@ -324,7 +328,7 @@ async def test_admins_see_channels_with_masked_keys_and_test_them(
             assert shown["revoked"]["keys"] == ["...9999"]
             assert shown["working"]["keys"] == ["...0001"]
             assert "sk-right" not in listed.text and "sk-wrong" not in listed.text
-            assert "whsec_abc" not in listed.text and shown["revoked"]["webhookSecretSet"]
+            assert WEBHOOK_SECRET not in listed.text and shown["revoked"]["webhookSecretSet"]
             assert shown["working"]["health"]["state"] == "closed"
 
             failed = await server.client.post("/api/admin/channels/revoked/test", headers=admin)
