@@ -9,6 +9,7 @@ state.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,9 +35,40 @@ class StaleTask(Conflict):
         self.video_id = video_id
 
 
+# The hottest statements, written once as SQL text (no statement to build per call).
+_COLUMNS = ", ".join(column.name for column in video_tasks.c)
+_TERMINAL_SQL = ", ".join(f"'{status}'" for status in TERMINAL_STATUSES)
+_BY_ID = f"SELECT {_COLUMNS} FROM video_tasks WHERE video_id = :video_id"
+
+
 async def _by_id(conn: Any, video_id: str) -> Task | None:
-    row = await conn.fetch_one(sa.select(video_tasks).where(_T.video_id == video_id))
+    row = await conn.fetch_one(_BY_ID, {"video_id": video_id})
     return Task.from_row(row) if row is not None else None
+
+
+@functools.lru_cache(maxsize=512)
+def _change_sql(columns: tuple[str, ...], bump: bool, count_poll: bool) -> str:
+    """The conditional UPDATE for one shape of change (which columns, bump, poll count)."""
+    sets = []
+    for name in columns:
+        if name not in _T:
+            raise KeyError(f"video_tasks has no column {name!r}")
+        if name == "progress":
+            # Progress never goes backwards, whatever a caller passes.
+            sets.append(
+                "progress = CASE WHEN progress > :progress THEN progress ELSE :progress END"
+            )
+        else:
+            sets.append(f"{name} = :{name}")
+    if count_poll:
+        sets.append("poll_count = poll_count + 1")
+    if bump:
+        sets.append("seq = :expected_seq + 1")
+    sets.append("updated_at = :updated_at")
+    return (
+        f"UPDATE video_tasks SET {', '.join(sets)} WHERE video_id = :where_video_id "
+        f"AND seq = :expected_seq AND status NOT IN ({_TERMINAL_SQL}) RETURNING {_COLUMNS}"
+    )
 
 
 async def _create(conn: Any, new: NewTask, activity: Activity, notify: bool) -> tuple[Task, bool]:
@@ -122,27 +154,14 @@ async def _change(
     notify: bool,
 ) -> Task:
     now = wall_ms()
-    values: dict[str, Any] = {**changes, "updated_at": now}
-    if bump:
-        values["seq"] = expected_seq + 1
-    if "progress" in values:
-        # Progress never goes backwards, whatever a caller passes.
-        values["progress"] = sa.case(
-            (_T.progress > values["progress"], _T.progress), else_=values["progress"]
-        )
-    if changes.get("poll_count") == "+1":
-        values["poll_count"] = _T.poll_count + 1
-    statement = (
-        video_tasks.update()
-        .where(
-            _T.video_id == video_id,
-            _T.seq == expected_seq,
-            _T.status.not_in(TERMINAL_STATUSES),
-        )
-        .values(**values)
-        .returning(*video_tasks.c)
-    )
-    row = await conn.fetch_one(statement)
+    count_poll = changes.get("poll_count") == "+1"
+    skip = {"updated_at", "seq"} if bump else {"updated_at"}
+    if count_poll:
+        skip.add("poll_count")
+    values = {name: value for name, value in changes.items() if name not in skip}
+    statement = _change_sql(tuple(sorted(values)), bump, count_poll)
+    values.update(updated_at=now, where_video_id=video_id, expected_seq=expected_seq)
+    row = await conn.fetch_one(statement, values)
     if row is None:
         raise StaleTask(video_id)
     if activity is not None:
@@ -272,7 +291,9 @@ class TaskStore:
         ``bump`` adds one to ``seq`` (every announced change does; a bare poll count does
         not). ``poll_count="+1"`` increments; ``progress`` never decreases. Raises StaleTask.
         """
-        return await self._db.run(
+        # Group commit: changes from many actors share a transaction (each in a savepoint);
+        # this returns once the one holding this change has committed.
+        return await self._db.run_grouped(
             _change, task.video_id, task.seq, changes, activity, bump, self._notify
         )
 
