@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from measure import free_port
+from measure import cpu_seconds, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +59,11 @@ def post_json(url: str, body: dict[str, str], headers: Sequence[str] = ()) -> di
         return result
 
 
-def run_wrk(url: str, seconds: int, connections: int, headers: list[str]) -> tuple[float, float]:
+def run_wrk(
+    url: str, seconds: int, connections: int, headers: list[str], pid: int | None = None
+) -> tuple[float, float, float]:
+    """req/s, p99 ms, and (given the server's ``pid``) its CPU microseconds per request."""
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for header in headers:
         command += ["-H", header]
@@ -69,7 +73,9 @@ def run_wrk(url: str, seconds: int, connections: int, headers: list[str]) -> tup
     p99_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     if "Non-2xx" in output:
         raise SystemExit(f"non-2xx responses from {url}:\n{output}")
-    return rps, p99_ms
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(requests, 1) if pid else 0.0
+    return rps, p99_ms, cpu_us
 
 
 def main() -> None:
@@ -121,23 +127,37 @@ def main() -> None:
         task_id = str(created["data"]["videoId"])  # type: ignore[index]
         urls = {path: sora + path.replace("{task}", task_id) for path in paths}
 
+        sora_pid, bare_pid = processes[0].pid, processes[1].pid
         run_wrk(bare, 2, args.connections, [])  # warm both up
         for url in urls.values():
             run_wrk(url, 2, args.connections, auth)
+        # On a loaded machine req/s says more about the neighbours than about us; the
+        # server's own CPU time per request does not: both ratios are printed.
         ratios: dict[str, list[float]] = {path: [] for path in paths}
-        print(f"{'round':<7}{'route':<28}{'req/s':>10}{'p99 ms':>10}{'ratio':>8}")
+        cpu_ratios: dict[str, list[float]] = {path: [] for path in paths}
+        print(f"{'round':<7}{'route':<28}{'req/s':>9}{'p99 ms':>9}{'CPU us/req':>11}{'ratio':>7}")
         for round_no in range(1, args.rounds + 1):
-            bare_rps, bare_p99 = run_wrk(bare, args.seconds, args.connections, [])
-            print(f"{round_no:<7}{'bare Quart-Trio JSON':<28}{bare_rps:>10.0f}{bare_p99:>10.1f}")
-            for path, url in urls.items():
-                rps, p99 = run_wrk(url, args.seconds, args.connections, auth)
-                ratio = rps / bare_rps
-                ratios[path].append(ratio)
-                print(f"{round_no:<7}{'GET ' + path:<28}{rps:>10.0f}{p99:>10.1f}{ratio:>8.2f}")
-        for path, values in ratios.items():
+            bare_rps, bare_p99, bare_cpu = run_wrk(
+                bare, args.seconds, args.connections, [], bare_pid
+            )
             print(
-                f"ratio GET {path} : bare  median {statistics.median(values):.2f}"
-                f"  (rounds {', '.join(f'{v:.2f}' for v in values)})"
+                f"{round_no:<7}{'bare Quart-Trio JSON':<28}{bare_rps:>9.0f}{bare_p99:>9.1f}"
+                f"{bare_cpu:>11.0f}"
+            )
+            for path, url in urls.items():
+                rps, p99, cpu = run_wrk(url, args.seconds, args.connections, auth, sora_pid)
+                ratios[path].append(rps / bare_rps)
+                cpu_ratios[path].append(bare_cpu / cpu)
+                print(
+                    f"{round_no:<7}{'GET ' + path:<28}{rps:>9.0f}{p99:>9.1f}{cpu:>11.0f}"
+                    f"{rps / bare_rps:>7.2f}"
+                )
+        for path in paths:
+            print(
+                f"GET {path} : bare   req/s ratio median {statistics.median(ratios[path]):.2f}"
+                f" ({', '.join(f'{v:.2f}' for v in ratios[path])});"
+                f"   CPU-per-request ratio median {statistics.median(cpu_ratios[path]):.2f}"
+                f" ({', '.join(f'{v:.2f}' for v in cpu_ratios[path])})"
             )
         print(
             f"({args.connections} connections, {args.seconds} s per route per round, "

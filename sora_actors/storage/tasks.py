@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
+import trio
 
 from ..clock import wall_ms
 from ..lifecycle import TERMINAL_STATUSES, UNFINISHED_STATUSES, Status
@@ -241,11 +242,80 @@ async def _claimed_external_ids(conn: Any, external_ids: list[str]) -> set[str]:
     return {row["external_video_id"] for row in rows}
 
 
+@functools.lru_cache(maxsize=64)
+def _by_ids_sql(count: int) -> str:
+    marks = ", ".join(f":v{i}" for i in range(count))
+    return f"SELECT {_COLUMNS} FROM video_tasks WHERE video_id IN ({marks})"
+
+
+async def _by_ids(conn: Any, video_ids: list[str]) -> dict[str, Task]:
+    if len(video_ids) == 1:
+        task = await _by_id(conn, video_ids[0])
+        return {task.video_id: task} if task is not None else {}
+    rows = await conn.fetch_all(
+        _by_ids_sql(len(video_ids)), {f"v{i}": vid for i, vid in enumerate(video_ids)}
+    )
+    return {row["video_id"]: Task.from_row(row) for row in rows}
+
+
+class _Reads:
+    """Single-task reads that arrive together, served by ONE ``IN (...)`` statement.
+
+    A reconnect storm subscribes thousands of tasks at once, each wanting its snapshot.
+    Readers join the open batch; its first reader waits its turn for the database (the
+    previous batch's statement), closes the batch and reads for all. Every reader's row is
+    read after it asked, so it is as fresh as a read of its own.
+    """
+
+    MAX = 500  # ids per statement (SQLite's bound-parameter limit is far above)
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._turn = trio.Lock()
+        self._open: _ReadBatch | None = None
+        self.statements = 0  # how many statements served the reads (for tests, benchmarks)
+
+    async def get(self, video_id: str) -> Task | None:
+        batch = self._open
+        leader = batch is None or len(batch.ids) >= self.MAX
+        if batch is None or leader:
+            batch = self._open = _ReadBatch()
+        batch.ids.add(video_id)
+        if leader:
+            with trio.CancelScope(shield=True):  # the others in the batch wait on us
+                async with self._turn:  # (a checkpoint: readers of this tick join)
+                    if self._open is batch:
+                        self._open = None
+                    self.statements += 1
+                    try:
+                        batch.rows = await self._db.read(_by_ids, list(batch.ids))
+                    except Exception as error:
+                        batch.error = error
+                    finally:
+                        batch.done.set()
+        else:
+            await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.rows.get(video_id)
+
+
+class _ReadBatch:
+    __slots__ = ("done", "error", "ids", "rows")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.done = trio.Event()
+        self.rows: dict[str, Task] = {}
+        self.error: Exception | None = None
+
+
 class TaskStore:
     """Video tasks, as whole units of work."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self.reads = _Reads(database)
         # Other instances hear of every announced change (PostgreSQL LISTEN/NOTIFY).
         self._notify = database.dialect == "postgresql"
 
@@ -276,7 +346,8 @@ class TaskStore:
         return await self._db.read(find)
 
     async def get(self, video_id: str) -> Task | None:
-        return await self._db.read(_by_id, video_id)
+        """The task as stored now (reads that arrive together share one statement)."""
+        return await self.reads.get(video_id)
 
     async def change(
         self,
