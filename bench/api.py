@@ -97,6 +97,12 @@ def main() -> None:
         "SORA_DATABASE_URL": args.database_url,
         "SORA_JWT_SECRET": "bench-secret-" + "x" * 32,
         "SORA_BCRYPT_ROUNDS": "4",
+        # The per-user request limits (0: none) would answer 429 long before the ceiling.
+        **{
+            f"SORA_RATE_LIMIT_{kind}_PER_{who}": "0"
+            for kind in ("CREATE", "READ")
+            for who in ("USER", "ADDRESS")
+        },
     }
     sora_port, bare_port = free_port(), free_port()
     processes = [
