@@ -81,7 +81,12 @@ async def main(url: str, reads: int, actors: int, seconds: float) -> None:
         await time_reads(storage, first, reads)
         print(f"creating {actors} tasks ...", flush=True)
         tasks = [(await service.accept(user.id, Order(f"ops {i}")))[0] for i in range(actors)]
+        committer = getattr(storage.database, "committer", None)  # None: no group commit
+        before = (committer.batches, committer.units) if committer else (0, 0)
         await time_transitions(service, tasks, seconds)
+        if committer:
+            batches, units = committer.batches - before[0], committer.units - before[1]
+            print(f"{'group commit':<24}{units / max(batches, 1):9.1f} units per transaction")
 
 
 if __name__ == "__main__":
