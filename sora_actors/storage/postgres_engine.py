@@ -36,7 +36,8 @@ class PostgresConnection:
         self, query: str | ClauseElement, values: Mapping[str, Any] | None = None
     ) -> Any:
         prepared, args = self._statements.prepare(query, values)
-        return await self._raw.execute(prepared.sql, *args)
+        # As `databases` did on asyncpg: the first value of the first row (None if none).
+        return await self._raw.fetchval(prepared.sql, *args)
 
     async def execute_many(self, query: str, values: Sequence[Mapping[str, Any]]) -> None:
         if values:
