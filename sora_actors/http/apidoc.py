@@ -80,6 +80,23 @@ whose account was deleted since is 401 INVALID_TOKEN, one whose account was disa
 ACCOUNT_DISABLED.
 Every response carries `X-Request-Id` (the caller's, if sane, else generated); quote it
 when reporting a problem.
+
+Task creation (JSON, multipart, remix) follows the caller's plan (their licence's, else the
+default one; `GET /api/license/info`): 403 PLAN_FORBIDS names the model, size, duration or
+image-to-video the plan leaves out (`error.details.field`); 429 QUOTA_EXCEEDED says which
+count is reached (`error.details`: `limit`, `used`, `window` = running, 24h or 30d) and
+`Retry-After` when another try may succeed. A repeated Idempotency-Key still gets its task.
+
+A personal API key (`sk-sora-...`, made at `POST /api/auth/api-keys` and shown only then)
+works wherever a token does: `Authorization: Bearer sk-sora-...`. An unknown key is 401
+INVALID_API_KEY, a revoked one 401 API_KEY_REVOKED (at once), a disabled account's 401
+ACCOUNT_DISABLED. Keys are managed with a login token only (403 FORBIDDEN with a key).
+
+`/api/relay/v1/videos` (alias `/api/relay/sora/videos`) serves OpenAI's Videos API on top of
+these tasks, for the `openai` SDKs (`base_url=<server>/api/relay/v1`, a personal key or a
+token as the API key). It speaks OpenAI's shapes, errors included (`{"error": {"message",
+"type", "param", "code"}}`), so it is described by OpenAI's reference, not in this document;
+the README lists what it maps and where it differs.
 """
 
 
@@ -93,6 +110,25 @@ class RouteDoc:
     raw: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     multipart: type[BaseModel] | None = None
     body_required: bool = False
+
+
+# One Server-Sent Event (before OpenAPI 3.2, an event stream's schema describes each event).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "description": "taskUpdate"},
+        "data": {"type": "string", "description": "JSON: the WebSocket event's payload + type"},
+        "id": {"type": "string", "description": "the cursor to resume from (Last-Event-ID)"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
+def _raw_media(kind: str) -> dict[str, Any]:
+    """A raw answer's media entry: bytes, or for an event stream, one event."""
+    if kind == "text/event-stream":
+        return {"schema": copy.deepcopy(SSE_EVENT_SCHEMA)}
+    return {"schema": {"type": "string", "format": "binary"}}
 
 
 def documented(
@@ -129,6 +165,8 @@ def documented(
     if storage:
         for error_status, codes in STORAGE_ERRORS.items():
             add(error_status, codes)
+    if query is not None:
+        add(400, ("INVALID_CHARACTER",))  # a NUL in a query value (refused in app.py)
     add(500, ("INTERNAL_ERROR",))
     doc = RouteDoc(
         success=status,
@@ -231,8 +269,7 @@ class SoraOpenAPI(OpenAPIProvider):
         for status in doc.errors.keys() - responses.keys():  # added here, not by decorators
             responses[status] = copy.deepcopy(responses[500])
         for status, types in doc.raw.items():
-            binary = {"schema": {"type": "string", "format": "binary"}}
-            responses[status] = {"content": {kind: dict(binary) for kind in types}}
+            responses[status] = {"content": {kind: _raw_media(kind) for kind in types}}
         for status, response in responses.items():
             response = dict(response)
             for media in response.get("content", {}).values():

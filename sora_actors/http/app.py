@@ -13,16 +13,24 @@ from quart_trio.wrappers.request import TrioRequest
 from ..services import Services
 from . import (
     accounts,
+    admin_licences,
     apidoc,
+    apikeys,
+    channels_admin,
     console,
     cors,
     errors,
     files,
     health,
+    licences,
     links,
     observe,
+    operations,
     ratelimit,
+    relay,
+    sse,
     tasks,
+    webhooks,
     ws,
 )
 from .context import EXTENSION_KEY, HttpContext, ctx
@@ -169,10 +177,21 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     cors.install(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(accounts.blueprint)
+    app.register_blueprint(apikeys.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(links.blueprint)
     app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
+    app.register_blueprint(webhooks.blueprint)
+    licences.install(app, settings)
+    app.register_blueprint(admin_licences.blueprint)
+    app.register_blueprint(sse.blueprint)
+    sse.install(services.runtime.hub)
+    app.register_blueprint(channels_admin.blueprint)
+    app.register_blueprint(operations.blueprint)
+    app.register_blueprint(operations.public)
+    relay.install(app)
     large_body(tasks.create)
+    large_body(relay.create)
     return app

@@ -9,6 +9,7 @@ from quart import current_app, request
 
 from ..services import Services
 from ..storage import User
+from . import keyauth
 from .envelope import ApiError
 from .proxies import TrustedProxies
 from .security import Passwords, Principal, TokenError, Tokens
@@ -46,7 +47,10 @@ async def principal() -> Principal:
 async def caller() -> tuple[Principal, User]:
     """The caller and their account (one read); 401 in the envelope as for `principal`."""
     context = ctx()
-    who = context.tokens.verify_header(request.headers.get("Authorization"))
+    header = request.headers.get("Authorization")
+    if (key := keyauth.bearer_key(header)) is not None:  # a personal API key (keyauth.py)
+        return await keyauth.verify_key(key)
+    who = context.tokens.verify_header(header)
     try:
         return who, await live_account(context, who)
     except TokenError as error:

@@ -23,12 +23,14 @@ import trio
 from quart import Quart, request
 
 from ..settings import Settings
+from . import keyauth
 from .context import client_address, ctx
 from .envelope import ApiError
 
-# Task routes whose requests create work upstream; every other /api/video request is a read.
-_CREATE_SUFFIXES = ("/tasks", "/remix")
-_API_PREFIX = "/api/video/"
+# Task routes whose requests create work upstream (ours and the OpenAI door's, `relay.py`);
+# every other request under these prefixes is a read.
+_CREATE_SUFFIXES = ("/tasks", "/remix", "/videos")
+_API_PREFIX = ("/api/video/", "/api/relay/")
 
 
 def retry_after(wait: float) -> dict[str, str]:
@@ -148,6 +150,7 @@ def install(app: Quart, limits: ApiRateLimits) -> None:
             return
         user_id: str | None = None
         # Without a valid token the route answers 401; the address limit still counts it.
+        header = request.headers.get("Authorization")
         with contextlib.suppress(ApiError):
-            user_id = ctx().tokens.verify_header(request.headers.get("Authorization")).user_id
+            user_id = keyauth.holder_of(header) or ctx().tokens.verify_header(header).user_id
         limits.check(kind, client_address(), user_id)

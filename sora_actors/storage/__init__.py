@@ -16,6 +16,7 @@ from .errors import (
     classify,
 )
 from .migrations import latest_version
+from .operations import LogEntry, LogQuery
 from .records import Activity, ContentRecord, NewTask, Task, TaskPage, User
 from .store import Storage, open_storage
 from .tasks import StaleTask
@@ -27,6 +28,8 @@ __all__ = [
     "ContentRecord",
     "DatabaseInUse",
     "Fault",
+    "LogEntry",
+    "LogQuery",
     "NewTask",
     "SchemaTooNew",
     "StaleTask",

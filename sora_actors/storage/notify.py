@@ -38,7 +38,10 @@ def parse(payload: str) -> tuple[str, int, str] | None:
 
 
 async def _listen_once(
-    dsn: str, on_payload: Callable[[str], None], on_connected: Callable[[], None]
+    dsn: str,
+    on_payload: Callable[[str], None],
+    on_connected: Callable[[], None],
+    channel: str = CHANNEL,
 ) -> None:
     """Asyncio side: hold one connection that LISTENs until it is lost or cancelled."""
     conn: Any = await asyncpg.connect(dsn, timeout=10)
@@ -50,7 +53,7 @@ async def _listen_once(
 
     try:
         conn.add_termination_listener(on_lost)
-        await conn.add_listener(CHANNEL, lambda _c, _pid, _ch, payload: on_payload(payload))
+        await conn.add_listener(channel, lambda _c, _pid, _ch, payload: on_payload(payload))
         on_connected()
         await lost
     finally:
@@ -74,16 +77,18 @@ class Notifications:
         on_connected: Callable[[], None] = lambda: None,
         *,
         retry_s: float = 1.0,
+        channel: str = CHANNEL,
     ) -> NoReturn:
         """Call ``on_payload`` for each notification until cancelled.
 
         ``on_connected`` runs after every (re)connection: what was sent while the listener
-        was away is lost, so the caller catches up then.
+        was away is lost, so the caller catches up then. ``channel``: the tasks' by
+        default; the run-time config has its own (`sysconfig.CHANNEL`).
         """
         dsn = self._db.url.replace("postgresql+asyncpg://", "postgresql://", 1)
         while True:
             try:
-                await self._db.bridge.run(_listen_once, dsn, on_payload, on_connected)
+                await self._db.bridge.run(_listen_once, dsn, on_payload, on_connected, channel)
                 log.warning("notification listener lost its connection; reconnecting")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("notification listener: %s; retrying in %.0f s", error, retry_s)

@@ -53,6 +53,7 @@ async def test_page_and_assets_are_served_with_their_types(server: LiveServer) -
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for name, content_type in (
         ("app.js", "text/javascript; charset=utf-8"),
+        ("admin.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
         ("index.html", "text/html; charset=utf-8"),
     ):
@@ -156,3 +157,75 @@ async def test_reference_image_is_sent_as_multipart_input_reference(
 
 def _shot(server: LiveServer, name: str) -> Path:
     return server.running.services.settings.data_dir.parent / f"console-{name}.png"
+
+
+async def test_admin_section_for_admins_and_notices_for_everyone(
+    chromium: str, server: LiveServer
+) -> None:
+    from .admin_helpers import admin_headers
+
+    admin = await admin_headers(server, "operator")
+    await server.register("viewer")
+    wrong = await server.client.post(
+        "/api/auth/login", json={"username": "viewer", "password": "wrong-password"}
+    )
+    assert_error(wrong, 401, "INVALID_CREDENTIALS")
+    seen = await run_in_browser(
+        "admin_console",
+        server.base_url,
+        _shot(server, "admin"),
+        admin="operator",
+        user="viewer",
+    )
+    stats = (await server.client.get("/api/admin/statistics", headers=admin)).json()["data"]
+    assert seen["figures"] == {
+        "users-total": str(stats["users"]["total"]),
+        "tasks-total": str(stats["tasks"]["total"]),
+        "licenses-total": str(stats["licenses"]["total"]),
+    }
+    assert seen["new_users_bars"] == 30 and seen["status_bars"] == 5
+    assert seen["logged"] == [["login_failed", "viewer"]]
+    assert seen["registration_open"] is True
+    assert seen["refused"].startswith("defaultPlan")
+    # What the page saved is what the server holds, and what the USER was told.
+    config = (await server.client.get("/api/admin/config", headers=admin)).json()["data"]
+    assert config == {
+        "registrationOpen": True,
+        "maintenance": {"enabled": True, "message": "Down for a disk swap until 15:00 UTC."},
+        "defaultPlan": "PRO",
+        "announcement": "New models arrive on Monday.",
+    }
+    assert seen["user_sees_views"] is False and seen["user_sees_admin"] is False
+    assert seen["create_error"] == "Down for a disk swap until 15:00 UTC."
+    viewer = {"Authorization": f"Bearer {await server.login('viewer')}"}
+    listing = await server.client.get("/api/video/tasks", headers=viewer)
+    assert listing.json()["data"]["total"] == 0
+
+
+async def test_api_keys_are_created_shown_once_listed_and_revoked(
+    chromium: str, server: LiveServer
+) -> None:
+    await server.register("carol")
+    seen = await run_in_browser(
+        "api_keys", server.base_url, _shot(server, "api-keys"), username="carol"
+    )
+    laptop, ci = seen["shown"]
+    assert laptop.startswith("sk-sora-") and ci.startswith("sk-sora-") and laptop != ci
+    assert seen["base_url_hint"] == f"{server.base_url}/api/relay/v1"
+    # Listed by prefix and last four, never whole (not even right after creating it).
+    for key in (laptop, ci):
+        assert any(key[:12] in line and key[-4:] in line for line in seen["listed"])
+        assert all(key not in line for line in seen["listed"] + seen["after_revoke"])
+        assert key not in seen["page_text"]
+    # What the page revoked is revoked on the server: the key no longer works, the other does.
+    assert (await server.client.get("/api/auth/me", headers=_bearer(laptop))).status_code == 401
+    me = await server.client.get("/api/auth/me", headers=_bearer(ci))
+    assert me.status_code == 200 and me.json()["data"]["username"] == "carol"
+    headers = {"Authorization": f"Bearer {await server.login('carol')}"}
+    listing = (await server.client.get("/api/auth/api-keys", headers=headers)).json()["data"]
+    revoked = {key["name"]: key["revokedAt"] is not None for key in listing["keys"]}
+    assert revoked == {"laptop": True, "ci": False}
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

@@ -18,6 +18,9 @@ const state = {
   socket: null,
   reconnects: 0,
   reconnectTimer: null,
+  view: "videos", // or "admin" (ADMIN users only)
+  adminSection: "stats",
+  logsPage: 1,
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -58,6 +61,7 @@ async function api(method, path, body) {
   if (!response.ok || !doc || doc.success === false) {
     const message = doc?.message || doc?.error?.message || `Request failed (HTTP ${response.status}).`;
     const failure = new ApiFailure(response.status, doc?.error?.code || "HTTP_ERROR", message);
+    failure.details = doc?.error?.details;
     if (response.status === 401 && state.token && !path.startsWith("/api/auth/")) {
       logout(`Your session has ended: ${message}`);
     }
@@ -92,8 +96,15 @@ function clearNotice() {
 
 function showView() {
   const signedIn = Boolean(state.token);
+  const admin = signedIn && isAdmin();
+  if (!admin) state.view = "videos";
   $("#auth-view").hidden = signedIn;
-  $("#app-view").hidden = !signedIn;
+  $("#app-view").hidden = !signedIn || state.view !== "videos";
+  $("#admin-view").hidden = !admin || state.view !== "admin";
+  $("#views").hidden = !admin;
+  for (const button of document.querySelectorAll("#views button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.view === state.view));
+  }
   $("#session").hidden = !signedIn;
   $("#who").textContent = state.user ? state.user.username : "";
 }
@@ -141,8 +152,12 @@ function startSession(token, user) {
   showView();
   state.page = 1;
   loadTasks();
+  loadKeys();
   state.reconnects = 0;
   connect();
+  if (!user.role) loadProfile();
+  loadPlan();
+  loadPublicConfig();
 }
 
 function logout(message) {
@@ -156,6 +171,11 @@ function logout(message) {
   if (socket) socket.close(1000, "logout");
   state.tasks.clear();
   $("#tasks").replaceChildren();
+  state.view = "videos";
+  $("#plan").hidden = true;
+  $("#keys").replaceChildren();
+  $("#new-key").hidden = true;
+  $("#new-key-value").textContent = "";
   showView();
   if (message) notify(message);
 }
@@ -167,7 +187,7 @@ async function resumeSession() {
   state.token = token;
   try {
     const { data } = await api("GET", "/api/auth/me");
-    startSession(token, { id: data.id, username: data.username, email: data.email });
+    startSession(token, { id: data.id, username: data.username, email: data.email, role: data.role });
   } catch (failure) {
     logout(failure.status === 401 ? null : failure.message);
   }
@@ -555,6 +575,76 @@ async function onCreateSubmit(event) {
   }
 }
 
+// ---------------------------------------------------------------- API keys
+
+/** Keys are listed by prefix and last four characters; the whole key is shown once. */
+async function loadKeys() {
+  try {
+    const { data } = await api("GET", "/api/auth/api-keys");
+    renderKeys(data.keys);
+  } catch (failure) {
+    if (state.token) $("#key-error").textContent = failure.message;
+  }
+}
+
+function renderKeys(keys) {
+  const list = $("#keys");
+  list.replaceChildren();
+  for (const key of keys) {
+    const item = document.createElement("li");
+    item.className = "key";
+    item.dataset.keyId = key.id;
+    item.dataset.revoked = String(Boolean(key.revokedAt));
+    const label = document.createElement("span");
+    label.className = "key-label";
+    label.textContent = `${key.name || "unnamed"} — ${key.prefix}…${key.last4}`;
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = key.revokedAt
+      ? `revoked ${when(key.revokedAt)}`
+      : `created ${when(key.createdAt)}, last used ${key.lastUsedAt ? when(key.lastUsedAt) : "never"}`;
+    item.append(label, meta);
+    if (!key.revokedAt) {
+      const revoke = document.createElement("button");
+      revoke.type = "button";
+      revoke.className = "ghost danger";
+      revoke.textContent = "Revoke";
+      revoke.addEventListener("click", async () => {
+        revoke.disabled = true;
+        try {
+          await api("DELETE", `/api/auth/api-keys/${encodeURIComponent(key.id)}`);
+          await loadKeys();
+        } catch (failure) {
+          $("#key-error").textContent = failure.message;
+          revoke.disabled = false;
+        }
+      });
+      item.append(revoke);
+    }
+    list.append(item);
+  }
+  $("#keys-empty").hidden = keys.length > 0;
+}
+
+async function onKeySubmit(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const submit = $("#key-submit");
+  $("#key-error").textContent = "";
+  submit.disabled = true;
+  try {
+    const { data } = await api("POST", "/api/auth/api-keys", { name: form.name.value.trim() });
+    form.reset();
+    $("#new-key-value").textContent = data.key;
+    $("#new-key").hidden = false;
+    await loadKeys();
+  } catch (failure) {
+    $("#key-error").textContent = failure.message;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
 // ---------------------------------------------------------------- start
 
 function init() {
@@ -577,8 +667,12 @@ function init() {
     loadTasks();
   });
   $("#refresh").addEventListener("click", loadTasks);
+  initAdmin();
+  loadPublicConfig();
   $("#prev").addEventListener("click", () => { state.page -= 1; loadTasks(); });
   $("#next").addEventListener("click", () => { state.page += 1; loadTasks(); });
+  $("#key-form").addEventListener("submit", onKeySubmit);
+  $("#relay-base").textContent = `${location.origin}/api/relay/v1`;
   // Back from sleep or offline: do not wait for the backoff timer.
   const wake = () => {
     if (state.token && !state.socket) {
