@@ -1,13 +1,17 @@
-"""Benchmark (run by hand): an authenticated GET (/api/auth/me) against a bare Quart-Trio
-JSON route.
+"""Benchmark (run by hand): authenticated GETs (/api/auth/me, /api/video/tasks/:id) against
+a bare Quart-Trio JSON route.
 
 Both servers run as separate processes, served the same way (Hypercorn trio worker, same
-config); load comes from `wrk` (apt-get install wrk) on loopback, one server at a time.
-Prints req/s and latency p99 of each and their ratio.
+config); load comes from `wrk` (apt-get install wrk) on loopback, one route at a time, in
+alternating rounds (bare, route 1, route 2, bare, ...): on a shared machine the load drifts,
+and each ratio is taken within one round. Prints req/s and p99 of each round, and the median
+ratio of each route to the bare one.
 
-    python bench/api.py [--seconds 10] [--connections 50] [--database-url URL] [--path P]
+    python bench/api.py [--seconds 5] [--rounds 3] [--connections 50] [--database-url URL]
+                        [--path P ...]
 
-``--path /api/video/stats`` measures a route that reads storage besides the account check.
+``--path /api/video/stats`` measures a route that reads storage besides the account check;
+``{task}`` in a path is replaced by the id of a task created beforehand.
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
-from measure import free_port
+from measure import cpu_seconds, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,16 +49,21 @@ def wait_until_up(url: str, timeout: float = 30) -> None:
     raise SystemExit(f"server at {url} did not come up")
 
 
-def post_json(url: str, body: dict[str, str]) -> dict[str, object]:
+def post_json(url: str, body: dict[str, str], headers: Sequence[str] = ()) -> dict[str, object]:
+    fields = dict(header.split(": ", 1) for header in headers)
     request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        url, json.dumps(body).encode(), {"Content-Type": "application/json", **fields}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         result: dict[str, object] = json.load(response)
         return result
 
 
-def run_wrk(url: str, seconds: int, connections: int, headers: list[str]) -> tuple[float, float]:
+def run_wrk(
+    url: str, seconds: int, connections: int, headers: list[str], pid: int | None = None
+) -> tuple[float, float, float]:
+    """req/s, p99 ms, and (given the server's ``pid``) its CPU microseconds per request."""
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for header in headers:
         command += ["-H", header]
@@ -62,16 +73,20 @@ def run_wrk(url: str, seconds: int, connections: int, headers: list[str]) -> tup
     p99_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
     if "Non-2xx" in output:
         raise SystemExit(f"non-2xx responses from {url}:\n{output}")
-    return rps, p99_ms
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(requests, 1) if pid else 0.0
+    return rps, p99_ms, cpu_us
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--database-url", default="", help="default: SQLite in a temp dir")
-    parser.add_argument("--path", default="/api/auth/me", help="the authenticated GET to load")
+    parser.add_argument("--path", action="append", help="an authenticated GET to load")
     args = parser.parse_args()
+    paths: list[str] = args.path or ["/api/auth/me", "/api/video/tasks/{task}"]
     if not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install wrk")
 
@@ -82,6 +97,12 @@ def main() -> None:
         "SORA_DATABASE_URL": args.database_url,
         "SORA_JWT_SECRET": "bench-secret-" + "x" * 32,
         "SORA_BCRYPT_ROUNDS": "4",
+        # The per-user request limits (0: none) would answer 429 long before the ceiling.
+        **{
+            f"SORA_RATE_LIMIT_{kind}_PER_{who}": "0"
+            for kind in ("CREATE", "READ")
+            for who in ("USER", "ADDRESS")
+        },
     }
     sora_port, bare_port = free_port(), free_port()
     processes = [
@@ -103,22 +124,49 @@ def main() -> None:
         bare = f"http://127.0.0.1:{bare_port}/bare"
         wait_until_up(sora + "/health")
         wait_until_up(bare)
-        post_json(sora + "/api/auth/register", {"username": "bench", "password": "bench-pass"})
-        login = post_json(sora + "/api/auth/login", {"username": "bench", "password": "bench-pass"})
+        name = f"bench{os.getpid()}"
+        post_json(sora + "/api/auth/register", {"username": name, "password": "bench-pass"})
+        login = post_json(sora + "/api/auth/login", {"username": name, "password": "bench-pass"})
         token = login["data"]["token"]  # type: ignore[index]
         auth = [f"Authorization: Bearer {token}"]
+        created = post_json(sora + "/api/video/tasks", {"prompt": "bench"}, auth)
+        task_id = str(created["data"]["videoId"])  # type: ignore[index]
+        urls = {path: sora + path.replace("{task}", task_id) for path in paths}
 
+        sora_pid, bare_pid = processes[0].pid, processes[1].pid
         run_wrk(bare, 2, args.connections, [])  # warm both up
-        run_wrk(sora + args.path, 2, args.connections, auth)
-        bare_rps, bare_p99 = run_wrk(bare, args.seconds, args.connections, [])
-        me_rps, me_p99 = run_wrk(sora + args.path, args.seconds, args.connections, auth)
-
-        print(f"{'route':<28}{'req/s':>10}{'p99 ms':>10}")
-        print(f"{'bare Quart-Trio JSON':<28}{bare_rps:>10.0f}{bare_p99:>10.1f}")
-        print(f"{'GET ' + args.path:<28}{me_rps:>10.0f}{me_p99:>10.1f}")
+        for url in urls.values():
+            run_wrk(url, 2, args.connections, auth)
+        # On a loaded machine req/s says more about the neighbours than about us; the
+        # server's own CPU time per request does not: both ratios are printed.
+        ratios: dict[str, list[float]] = {path: [] for path in paths}
+        cpu_ratios: dict[str, list[float]] = {path: [] for path in paths}
+        print(f"{'round':<7}{'route':<28}{'req/s':>9}{'p99 ms':>9}{'CPU us/req':>11}{'ratio':>7}")
+        for round_no in range(1, args.rounds + 1):
+            bare_rps, bare_p99, bare_cpu = run_wrk(
+                bare, args.seconds, args.connections, [], bare_pid
+            )
+            print(
+                f"{round_no:<7}{'bare Quart-Trio JSON':<28}{bare_rps:>9.0f}{bare_p99:>9.1f}"
+                f"{bare_cpu:>11.0f}"
+            )
+            for path, url in urls.items():
+                rps, p99, cpu = run_wrk(url, args.seconds, args.connections, auth, sora_pid)
+                ratios[path].append(rps / bare_rps)
+                cpu_ratios[path].append(bare_cpu / cpu)
+                print(
+                    f"{round_no:<7}{'GET ' + path:<28}{rps:>9.0f}{p99:>9.1f}{cpu:>11.0f}"
+                    f"{rps / bare_rps:>7.2f}"
+                )
+        for path in paths:
+            print(
+                f"GET {path} : bare   req/s ratio median {statistics.median(ratios[path]):.2f}"
+                f" ({', '.join(f'{v:.2f}' for v in ratios[path])});"
+                f"   CPU-per-request ratio median {statistics.median(cpu_ratios[path]):.2f}"
+                f" ({', '.join(f'{v:.2f}' for v in cpu_ratios[path])})"
+            )
         print(
-            f"ratio {args.path} : bare  req/s {me_rps / bare_rps:.2f}   p99 {me_p99 / bare_p99:.2f}"
-            f"   ({args.connections} connections, {args.seconds} s each, "
+            f"({args.connections} connections, {args.seconds} s per route per round, "
             f"database {args.database_url or 'SQLite'})"
         )
     finally:

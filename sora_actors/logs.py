@@ -84,6 +84,11 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
 )
 
+# Something every one of the patterns above needs (a superset, checked in one pass): most
+# strings a log line carries (paths, ids, numbers) have none, and skip the substitutions.
+# Measured (bench/middleware.py): an access-log line went from ~150 to ~50 us of CPU.
+_MAYBE_SECRET = re.compile(r"(?i)eyJ|bearer|basic|=|[\"']\s*:|sk-|://")
+
 # C0 and C1 control characters (newlines, ESC of terminal sequences, NUL...) and the Unicode
 # line and paragraph separators: what could end a log line early or repaint a terminal.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -110,6 +115,8 @@ def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
+    if _MAYBE_SECRET.search(text) is None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -117,6 +124,8 @@ def redact(text: str) -> str:
 
 def escape_controls(text: str) -> str:
     """``text`` on one line: control characters as ``\\n``, ``\\x1b``, ``\\u2028``..."""
+    if _CONTROL.search(text) is None:
+        return text
     return _CONTROL.sub(_escape_one, text)
 
 
@@ -140,9 +149,11 @@ class ContextFilter(logging.Filter):
 
 def _rewrite_extras(record: logging.LogRecord, rewrite: Callable[[str], str]) -> None:
     """Applies ``rewrite`` to every string the record was given with ``extra=``."""
-    for key, value in list(record.__dict__.items()):
-        if key not in _STANDARD and isinstance(value, str):
-            setattr(record, key, rewrite(value))
+    attributes = record.__dict__
+    for key in attributes.keys() - _STANDARD:  # the extras, by one set difference
+        value = attributes[key]
+        if isinstance(value, str):
+            attributes[key] = rewrite(value)
 
 
 class RedactingFilter(logging.Filter):

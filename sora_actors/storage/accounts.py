@@ -67,8 +67,15 @@ async def _create_user(
     return User.from_row(values)
 
 
+# Looked up on every authenticated request: SQL text, no statement to build per call.
+_USER_BY = {
+    column: f"SELECT {', '.join(c.name for c in users.c)} FROM users WHERE {column} = :value"
+    for column in ("id", "username_key")
+}
+
+
 async def _find_user(conn: Any, column: str, value: str) -> User | None:
-    row = await conn.fetch_one(sa.select(users).where(users.c[column] == value))
+    row = await conn.fetch_one(_USER_BY[column], {"value": value})
     return User.from_row(row) if row is not None else None
 
 

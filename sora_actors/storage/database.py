@@ -1,45 +1,59 @@
-"""Opening the database and running whole units of work on it (the asyncio side).
+"""Opening the database and running whole units of work on it.
 
-A unit of work is an asyncio coroutine function ``fn(connection, *args)``; `Database.run`
-runs it inside one transaction, in one asyncio coroutine, through the bridge.
+A unit of work is a coroutine function ``fn(connection, *args)`` using
+``connection.execute / fetch_one / fetch_all / fetch_val / execute_many``; `Database.run`
+runs it inside one transaction. Two engines sit under that one interface:
 
-SQLite keeps ONE connection for the whole process and runs units one at a time: SQLite has
-a single writer anyway, and `databases` would otherwise open a new file handle and a new
-aiosqlite thread for every call. PostgreSQL takes a pooled connection per unit.
+- SQLite: the standard library's `sqlite3` on a worker thread (sqlite_engine.py), ONE
+  connection for the process, units one at a time (SQLite has a single writer anyway);
+- PostgreSQL: `databases` + asyncpg through the trio-asyncio bridge (postgres_engine.py),
+  a pooled connection per unit.
+
+`Database.run_grouped` queues a unit for group commit (group_commit.py; SQLite): what
+arrives while a commit is in flight shares the next transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Any, Concatenate, ParamSpec, TypeVar
+from typing import IO, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-import databases
+import outcome
 import trio
 
 from ..clock import wall_ms
 from . import migrations
-from .bridge import AsyncioBridge, open_bridge
+from .bridge import AsyncioBridge, open_bridge, sole_exception
 from .errors import DatabaseInUse, StorageError, StorageFull, StorageUnavailable, translate
+from .group_commit import GroupCommitter
+from .postgres_engine import PostgresEngine
+from .sqlite_engine import Call, SqliteEngine
 
 P = ParamSpec("P")
 T = TypeVar("T")
 Unit = Callable[Concatenate[Any, P], Awaitable[T]]
 
-COMMAND_TIMEOUT_SECONDS = 30.0
-UNIT_TIMEOUT_SECONDS = 60.0
-DISCONNECT_TIMEOUT_SECONDS = 5.0
 
-_SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=5000",
-)
+class Engine(Protocol):
+    dialect: str
+    url: str
+
+    async def connect(self) -> None: ...
+
+    async def disconnect(self) -> None: ...
+
+    async def unit(self, fn: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+    async def read(self, fn: Any, *args: Any, **kwargs: Any) -> Any: ...
+
+    # Several units in one transaction, a savepoint each (None: the engine has no group
+    # commit, and grouped units run alone).
+    @property
+    def batch(self) -> Callable[[list[Call]], Awaitable[list[outcome.Outcome[Any]]]] | None: ...
 
 
 def dialect_of(url: str) -> str:
@@ -61,97 +75,13 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
-class _AioEngine:
-    """The asyncio half: owns the `databases.Database` and the SQLite connection."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.dialect = dialect_of(url)
-        # command_timeout bounds every PostgreSQL statement in real time.
-        options: dict[str, Any] = (
-            {"command_timeout": COMMAND_TIMEOUT_SECONDS} if self.dialect == "postgresql" else {}
-        )
-        self.db = databases.Database(url, **options)
-        self._sqlite_conn: Any = None
-        self._sqlite_lock: asyncio.Lock | None = None
-
-    async def connect(self) -> None:
-        await self.db.connect()
-        if self.dialect == "sqlite":
-            self._sqlite_conn = self.db.connection()
-            await self._sqlite_conn.__aenter__()
-            self._sqlite_lock = asyncio.Lock()
-            for pragma in _SQLITE_PRAGMAS:
-                await self._sqlite_conn.execute(pragma)
-        else:
-            # Fail now, with a clear error, rather than on the first request.
-            async with self.db.connection() as conn:
-                await conn.execute("SELECT 1")
-
-    async def disconnect(self) -> None:
-        if self._sqlite_conn is not None:
-            raw = self._sqlite_conn.raw_connection
-            await self._sqlite_conn.__aexit__(None, None, None)
-            # A COMMIT that failed (a full disk) leaves `databases`' use count of the
-            # connection above zero, so the line above may not close it: close it anyway, or
-            # aiosqlite's worker thread outlives the loop and the process never exits.
-            await raw.close()
-            self._sqlite_conn = None
-        if self.dialect == "sqlite":
-            await self.db.disconnect()
-            return
-        try:
-            # asyncpg's Pool.close() waits for every connection to come back, which a
-            # connection broken by a database restart may never do: shutdown must not hang.
-            await asyncio.wait_for(self.db.disconnect(), DISCONNECT_TIMEOUT_SECONDS)
-        except TimeoutError:
-            pool = getattr(getattr(self.db, "_backend", None), "_pool", None)
-            if pool is not None:
-                pool.terminate()
-
-    async def unit(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._sqlite_lock is not None:
-            async with self._sqlite_lock:
-                raw = self._sqlite_conn.raw_connection
-                if raw.in_transaction:  # defensive: never start inside a leftover transaction
-                    await raw.rollback()
-                async with self._sqlite_conn.transaction():
-                    return await fn(self._sqlite_conn, *args, **kwargs)
-        return await self._bounded(self._pg_unit(fn, *args, **kwargs))
-
-    async def _pg_unit(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self.db.connection() as conn, conn.transaction():
-            return await fn(conn, *args, **kwargs)
-
-    async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
-        """PostgreSQL: no unit may wait forever (a pool starved by an outage, say). The
-        bound lives on the asyncio side because the Trio side shields units. Not for
-        SQLite: its units are local and virtual-time tests must not see an asyncio timer."""
-        try:
-            return await asyncio.wait_for(work, UNIT_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise StorageUnavailable(
-                f"the database did not answer within {UNIT_TIMEOUT_SECONDS:.0f} s"
-            ) from None
-
-    async def read(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """A single-statement read: atomic by itself, so no BEGIN/COMMIT round trips."""
-        if self._sqlite_lock is not None:
-            async with self._sqlite_lock:
-                return await fn(self._sqlite_conn, *args, **kwargs)
-        return await self._bounded(self._pg_read(fn, *args, **kwargs))
-
-    async def _pg_read(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self.db.connection() as conn:
-            return await fn(conn, *args, **kwargs)
-
-
 class Database:
-    """The Trio half: runs units of work through the bridge and translates errors."""
+    """Runs units of work on the engine and translates errors."""
 
-    def __init__(self, bridge: AsyncioBridge, engine: _AioEngine) -> None:
+    def __init__(self, engine: Engine, bridge: AsyncioBridge | None = None) -> None:
         self._bridge = bridge
         self._engine = engine
+        self.committer = GroupCommitter(engine) if engine.batch is not None else None
         # When a write last failed for lack of space (wall ms), until a write succeeds again:
         # what /health and /metrics report. Cleared by `Storage.writable`.
         self.full_since: int | None = None
@@ -166,7 +96,10 @@ class Database:
 
     @property
     def bridge(self) -> AsyncioBridge:
-        """For the few long-lived asyncio jobs storage runs itself (the LISTEN connection)."""
+        """For the few long-lived asyncio jobs storage runs itself (the LISTEN connection;
+        PostgreSQL only: SQLite runs without an asyncio loop)."""
+        if self._bridge is None:
+            raise StorageError("no asyncio bridge on SQLite")
         return self._bridge
 
     async def run(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -179,6 +112,13 @@ class Database:
         result: T = await self._call(self._engine.read, fn, *args, **kwargs)
         return result
 
+    async def run_grouped(self, fn: Unit[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(connection, ...)`` in a transaction it may share with other grouped
+        units (each in its own savepoint); returns once that transaction committed."""
+        mode = self._engine.unit if self.committer is None else self.committer.submit
+        result: T = await self._call(mode, fn, *args, **kwargs)
+        return result
+
     async def _call(self, mode: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             # Shielded: a unit of work, once started, runs to its commit or rollback. Cancelling
@@ -186,7 +126,7 @@ class Database:
             # SQLite's shared connection inside an open transaction. Units are short; the
             # real-time bound is the driver's command timeout, on the asyncio side.
             with trio.CancelScope(shield=True):
-                return await self._bridge.run(mode, fn, *args, **kwargs)
+                return await mode(fn, *args, **kwargs)
         except Exception as error:
             mapped = translate(error)
             if isinstance(mapped, StorageFull) and self.full_since is None:
@@ -241,23 +181,43 @@ async def open_database(url: str, *, exclusive: bool = True) -> AsyncIterator[Da
                 lock = _lock_sqlite_file(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            async with _serving(SqliteEngine(url, path)) as database:
+                yield database
+        finally:
+            if lock is not None:
+                lock.close()
+        return
+    async with open_bridge() as bridge, _serving(PostgresEngine(url, bridge), bridge) as database:
+        yield database
+
+
+@asynccontextmanager
+async def _serving(engine: Engine, bridge: AsyncioBridge | None = None) -> AsyncIterator[Database]:
+    """Connect, run the group committer beside the caller, drain it and disconnect."""
+    database = Database(engine, bridge)
     try:
-        async with open_bridge() as bridge:
-            engine = _AioEngine(url)
-            database = Database(bridge, engine)
-            try:
-                await bridge.run(engine.connect)
-            except Exception as error:
-                mapped = translate(error)
-                raise (
-                    mapped or StorageUnavailable(f"cannot open the database: {error}")
-                ) from error
+        await engine.connect()
+    except Exception as error:
+        mapped = translate(error)
+        raise (mapped or StorageUnavailable(f"cannot open the database: {error}")) from error
+    committer = database.committer
+    try:
+        async with trio.open_nursery() as nursery:
+            if committer is not None:
+                nursery.start_soon(committer.run)
             try:
                 yield database
             finally:
-                # Shielded: closing must finish even while the service is being cancelled.
-                with trio.CancelScope(shield=True):
-                    await bridge.run(engine.disconnect)
+                if committer is not None:
+                    committer.close()
+    except BaseExceptionGroup as group:
+        # The nursery wraps whatever the caller's block raised: hand back the one error.
+        leaf = sole_exception(group)
+        if leaf is group:
+            raise
+        raise leaf from None
     finally:
-        if lock is not None:
-            lock.close()
+        # Shielded: closing must finish even while the service is being cancelled.
+        with trio.CancelScope(shield=True):
+            await engine.disconnect()

@@ -9,10 +9,12 @@ state.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+import trio
 
 from ..clock import wall_ms
 from ..lifecycle import TERMINAL_STATUSES, UNFINISHED_STATUSES, Status
@@ -38,9 +40,40 @@ class StaleTask(Conflict):
         self.video_id = video_id
 
 
+# The hottest statements, written once as SQL text (no statement to build per call).
+_COLUMNS = ", ".join(column.name for column in video_tasks.c)
+_TERMINAL_SQL = ", ".join(f"'{status}'" for status in TERMINAL_STATUSES)
+_BY_ID = f"SELECT {_COLUMNS} FROM video_tasks WHERE video_id = :video_id"
+
+
 async def _by_id(conn: Any, video_id: str) -> Task | None:
-    row = await conn.fetch_one(sa.select(video_tasks).where(_T.video_id == video_id))
+    row = await conn.fetch_one(_BY_ID, {"video_id": video_id})
     return Task.from_row(row) if row is not None else None
+
+
+@functools.lru_cache(maxsize=512)
+def _change_sql(columns: tuple[str, ...], bump: bool, count_poll: bool) -> str:
+    """The conditional UPDATE for one shape of change (which columns, bump, poll count)."""
+    sets = []
+    for name in columns:
+        if name not in _T:
+            raise KeyError(f"video_tasks has no column {name!r}")
+        if name == "progress":
+            # Progress never goes backwards, whatever a caller passes.
+            sets.append(
+                "progress = CASE WHEN progress > :progress THEN progress ELSE :progress END"
+            )
+        else:
+            sets.append(f"{name} = :{name}")
+    if count_poll:
+        sets.append("poll_count = poll_count + 1")
+    if bump:
+        sets.append("seq = :expected_seq + 1")
+    sets.append("updated_at = :updated_at")
+    return (
+        f"UPDATE video_tasks SET {', '.join(sets)} WHERE video_id = :where_video_id "
+        f"AND seq = :expected_seq AND status NOT IN ({_TERMINAL_SQL}) RETURNING {_COLUMNS}"
+    )
 
 
 async def _create(
@@ -144,27 +177,14 @@ async def _change(
     notify: bool,
 ) -> Task:
     now = wall_ms()
-    values: dict[str, Any] = {**changes, "updated_at": now}
-    if bump:
-        values["seq"] = expected_seq + 1
-    if "progress" in values:
-        # Progress never goes backwards, whatever a caller passes.
-        values["progress"] = sa.case(
-            (_T.progress > values["progress"], _T.progress), else_=values["progress"]
-        )
-    if changes.get("poll_count") == "+1":
-        values["poll_count"] = _T.poll_count + 1
-    statement = (
-        video_tasks.update()
-        .where(
-            _T.video_id == video_id,
-            _T.seq == expected_seq,
-            _T.status.not_in(TERMINAL_STATUSES),
-        )
-        .values(**values)
-        .returning(*video_tasks.c)
-    )
-    row = await conn.fetch_one(statement)
+    count_poll = changes.get("poll_count") == "+1"
+    skip = {"updated_at", "seq"} if bump else {"updated_at"}
+    if count_poll:
+        skip.add("poll_count")
+    values = {name: value for name, value in changes.items() if name not in skip}
+    statement = _change_sql(tuple(sorted(values)), bump, count_poll)
+    values.update(updated_at=now, where_video_id=video_id, expected_seq=expected_seq)
+    row = await conn.fetch_one(statement, values)
     if row is None:
         raise StaleTask(video_id)
     if activity is not None:
@@ -249,11 +269,80 @@ async def _by_external_id(conn: Any, external_id: str) -> Task | None:
     return Task.from_row(row) if row is not None else None
 
 
+@functools.lru_cache(maxsize=64)
+def _by_ids_sql(count: int) -> str:
+    marks = ", ".join(f":v{i}" for i in range(count))
+    return f"SELECT {_COLUMNS} FROM video_tasks WHERE video_id IN ({marks})"
+
+
+async def _by_ids(conn: Any, video_ids: list[str]) -> dict[str, Task]:
+    if len(video_ids) == 1:
+        task = await _by_id(conn, video_ids[0])
+        return {task.video_id: task} if task is not None else {}
+    rows = await conn.fetch_all(
+        _by_ids_sql(len(video_ids)), {f"v{i}": vid for i, vid in enumerate(video_ids)}
+    )
+    return {row["video_id"]: Task.from_row(row) for row in rows}
+
+
+class _Reads:
+    """Single-task reads that arrive together, served by ONE ``IN (...)`` statement.
+
+    A reconnect storm subscribes thousands of tasks at once, each wanting its snapshot.
+    Readers join the open batch; its first reader waits its turn for the database (the
+    previous batch's statement), closes the batch and reads for all. Every reader's row is
+    read after it asked, so it is as fresh as a read of its own.
+    """
+
+    MAX = 500  # ids per statement (SQLite's bound-parameter limit is far above)
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._turn = trio.Lock()
+        self._open: _ReadBatch | None = None
+        self.statements = 0  # how many statements served the reads (for tests, benchmarks)
+
+    async def get(self, video_id: str) -> Task | None:
+        batch = self._open
+        leader = batch is None or len(batch.ids) >= self.MAX
+        if batch is None or leader:
+            batch = self._open = _ReadBatch()
+        batch.ids.add(video_id)
+        if leader:
+            with trio.CancelScope(shield=True):  # the others in the batch wait on us
+                async with self._turn:  # (a checkpoint: readers of this tick join)
+                    if self._open is batch:
+                        self._open = None
+                    self.statements += 1
+                    try:
+                        batch.rows = await self._db.read(_by_ids, list(batch.ids))
+                    except Exception as error:
+                        batch.error = error
+                    finally:
+                        batch.done.set()
+        else:
+            await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.rows.get(video_id)
+
+
+class _ReadBatch:
+    __slots__ = ("done", "error", "ids", "rows")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.done = trio.Event()
+        self.rows: dict[str, Task] = {}
+        self.error: Exception | None = None
+
+
 class TaskStore:
     """Video tasks, as whole units of work."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self.reads = _Reads(database)
         # Other instances hear of every announced change (PostgreSQL LISTEN/NOTIFY).
         self._notify = database.dialect == "postgresql"
 
@@ -291,7 +380,8 @@ class TaskStore:
         return await self._db.read(find)
 
     async def get(self, video_id: str) -> Task | None:
-        return await self._db.read(_by_id, video_id)
+        """The task as stored now (reads that arrive together share one statement)."""
+        return await self.reads.get(video_id)
 
     async def by_external_id(self, external_id: str) -> Task | None:
         """The task that holds this upstream job (a webhook names only the job)."""
@@ -310,7 +400,9 @@ class TaskStore:
         ``bump`` adds one to ``seq`` (every announced change does; a bare poll count does
         not). ``poll_count="+1"`` increments; ``progress`` never decreases. Raises StaleTask.
         """
-        return await self._db.run(
+        # Group commit: changes from many actors share a transaction (each in a savepoint);
+        # this returns once the one holding this change has committed.
+        return await self._db.run_grouped(
             _change, task.video_id, task.seq, changes, activity, bump, self._notify
         )
 
