@@ -12,7 +12,7 @@ a lost copy while the upstream still has it, and runs the retention sweep.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 
 import trio
@@ -29,7 +29,7 @@ from .storage import (
     Task,
     classify,
 )
-from .task_service import TaskService
+from .task_service import TaskService, Written
 from .upstream import ContentVariant, ErrorKind, Provider, UpstreamError
 
 log = logging.getLogger("sora_actors.content")
@@ -104,9 +104,21 @@ class ContentKeeper:
         if external_id is None:
             raise UpstreamError(ErrorKind.NOT_FOUND, "the task has no upstream job")
         async with self._locks.hold(task.video_id):
+            current = await self._storage.tasks.get(task.video_id)
+            if current is not None and current.deleted_at is not None:
+                # Its user deleted it while this waited for the lock: no copy comes back.
+                raise UpstreamError(ErrorKind.NOT_FOUND, "the task was deleted")
             kept = await self._copy(task.video_id, external_id, task.channel)
         self.pending_space.discard(task.video_id)
         return kept
+
+    async def drop(self, video_id: str, then: Callable[[], Awaitable[Written]]) -> Written:
+        """Remove a task's files, then run ``then`` (marking it deleted), holding the task's
+        lock throughout: a copy under way finishes first, and a later one sees the mark."""
+        async with self._locks.hold(video_id):
+            for variant in VARIANTS:
+                await self.store.delete(content_key(video_id, variant))
+            return await then()
 
     def forget(self, video_id: str) -> None:
         """The task no longer waits here (its actor stopped)."""

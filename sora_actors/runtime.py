@@ -230,6 +230,7 @@ async def open_runtime(
                 retention_s=settings.content_retention_days * 86400,
                 sweep_interval_s=settings.content_sweep_interval_seconds,
             )
+            tasks.keep_copies_with(content)
             watch = WebhookWatch()
             supervisor = Supervisor(
                 storage=storage,

@@ -8,6 +8,8 @@ Every change to a task goes through one of its methods:
 - `cancel_unowned` and `fail_unowned` end a task no local actor drives (a cancel for a task
   another instance runs or that is between restarts, an actor given up after a crash loop);
 - `content_restored` and `content_expired` note what happened to a completed task's copy.
+- `delete` ends a user's task for good (cancelled first if unfinished; files dropped; the
+  row stays, hidden from the user).
 
 Each persists first (one unit of work, ``seq`` + 1, applied only if the task is still at the
 ``seq`` the caller last saw) and publishes to the hub second, in `_persist`: a client never
@@ -20,8 +22,9 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from .clock import wall_ms
@@ -33,6 +36,8 @@ from .storage import Activity, NewTask, StaleTask, Storage, Task
 # A reference image for image-to-video: (content type, file name, bytes).
 Image = tuple[str, str, bytes]
 Written = TypeVar("Written", Task, Task | None)
+# How an unfinished task is cancelled (the supervisor's cancel: its actor, or unowned).
+Canceller = Callable[[str, Activity], Awaitable["CancelOutcome | None"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,13 @@ class Runner(Protocol):
     def start(self, task: Task) -> None: ...
 
 
+class Copies(Protocol):
+    """Who keeps the local copies (the content keeper): drops a task's files, then runs
+    ``then`` while no copy of that task can be written."""
+
+    async def drop(self, video_id: str, then: Callable[[], Awaitable[Written]]) -> Written: ...
+
+
 class TaskService:
     """Accepts tasks and writes every change to them: persist, then publish."""
 
@@ -103,10 +115,15 @@ class TaskService:
         self._deadline_s = deadline_s
         self._plans = plans
         self._runner: Runner | None = None
+        self._copies: Copies | None = None
 
     def run_with(self, runner: Runner) -> None:
         """Hand accepted tasks to ``runner`` (without one they are only stored)."""
         self._runner = runner
+
+    def keep_copies_with(self, copies: Copies) -> None:
+        """Drop a deleted task's files through ``copies`` (without it there are none)."""
+        self._copies = copies
 
     # -- new tasks ----------------------------------------------------------------------
 
@@ -251,6 +268,41 @@ class TaskService:
     async def content_expired(self, video_id: str, message: str) -> Task | None:
         """The copy is gone (retention, or lost and no longer upstream); None if already so."""
         return await self._persist(self._storage.content.expire(video_id, wall_ms()), message)
+
+    # -- a user's delete ----------------------------------------------------------------
+
+    async def delete(
+        self,
+        video_id: str,
+        user_id: str,
+        *,
+        cancel: Canceller | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> Task | None:
+        """Delete the user's task: cancel it if unfinished (through ``cancel``, the
+        supervisor's, else `cancel_unowned`), drop its copy's files, then mark it deleted and
+        announce that. None when the user has no such task (or deleted it already)."""
+        for _ in range(self.END_ATTEMPTS):
+            task = await self._storage.tasks.get(video_id)
+            if task is None or task.user_id != user_id or task.deleted_at is not None:
+                return None
+            if not task.terminal:
+                details = {"videoId": video_id, "via": "delete"}
+                reason = Activity("task_cancel", user_id, details, ip, user_agent)
+                await (cancel or self.cancel_unowned)(video_id, reason)
+            activity = Activity(
+                "task_delete", user_id, {"videoId": video_id, "status": task.status}, ip, user_agent
+            )
+            mark = partial(self._mark_deleted, video_id, user_id, activity)
+            deleted = await (self._copies.drop(video_id, mark) if self._copies else mark())
+            if deleted is not None:
+                return deleted
+        raise StaleTask(video_id)
+
+    async def _mark_deleted(self, video_id: str, user_id: str, activity: Activity) -> Task | None:
+        write = self._storage.tasks.delete(video_id, user_id, wall_ms(), activity)
+        return await self._persist(write, "deleted")
 
     # -- the one place that writes then announces ---------------------------------------
 

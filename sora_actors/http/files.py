@@ -128,7 +128,7 @@ async def media_file(video_id: str, variant: str) -> Response:
     if variant == signing.REFERENCE:
         return await _reference_image(video_id)
     task = await ctx().services.storage.tasks.get(video_id)
-    if task is None or variant not in CONTENT_TYPES:
+    if task is None or task.deleted_at is not None or variant not in CONTENT_TYPES:
         raise ApiError(404, "CONTENT_NOT_FOUND", "No such file.")
     if task.content_expired_at is not None:
         raise expired(task)

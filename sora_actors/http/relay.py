@@ -10,7 +10,7 @@ service:
 - ``GET    /videos/<id>``              retrieve
 - ``GET    /videos/<id>/content``      the bytes of our copy (``variant``)
 - ``POST   /videos/<id>/remix``        remix a completed video
-- ``DELETE /videos/<id>``              cancel if unfinished (our cancel), then "deleted"
+- ``DELETE /videos/<id>``              delete (cancelled first if unfinished); then 404s
 
 Nothing here is a second implementation: a video is an ordinary task (accepted by the task
 service, run by its actor, counted, announced on ``/ws``, shown in the console), its ``id``
@@ -27,9 +27,9 @@ from typing import Any
 from quart import Blueprint, Quart, Response, request
 
 from ..lifecycle import Status
-from ..storage import Activity, Task
+from ..storage import Task
 from ..task_service import Image, Order
-from .context import caller, client_address, ctx
+from .context import caller, ctx
 from .envelope import ApiError, json_response
 from .files import serve_copy
 from .tasks import (
@@ -39,6 +39,7 @@ from .tasks import (
     _refuse,
     _validate,
     create_task,
+    delete_task,
     idempotency_key,
     owned_task,
     remix_order,
@@ -225,19 +226,10 @@ async def remix(video_id: str) -> Response:
 
 @blueprint.delete("/videos/<video_id>")
 async def delete(video_id: str) -> Response:
-    """Our API deletes no task (it stays in the user's history and quota); an unfinished
-    one is cancelled, as ``POST /api/video/tasks/<id>/cancel`` does."""
+    """Delete a video as our ``DELETE /api/video/tasks/<id>`` does (cancelled first if
+    unfinished, files removed); from then on it is a 404 here too."""
     who, _ = await caller()
-    task = await owned_task(video_id, who.user_id)
-    if not task.terminal:
-        activity = Activity(
-            "task_cancel",
-            who.user_id,
-            {"videoId": video_id, "via": "relay_delete"},
-            client_address(),
-            request.headers.get("User-Agent"),
-        )
-        await ctx().services.runtime.supervisor.cancel(video_id, activity)
+    await delete_task(video_id, who.user_id)
     return json_response({"id": video_id, "object": "video.deleted", "deleted": True})
 
 

@@ -238,6 +238,15 @@ class TaskPageEnvelope(Ok[TaskPage]):
     pass
 
 
+class DeletedOut(Out):
+    videoId: str
+    deleted: bool
+
+
+class DeletedEnvelope(Ok[DeletedOut]):
+    pass
+
+
 class StatsEnvelope(Ok[StatsOut]):
     pass
 

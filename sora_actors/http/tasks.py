@@ -26,6 +26,7 @@ from .errors import invalid, validation_details
 from .models import Prompt
 from .ratelimit import retry_after
 from .schemas import (
+    DeletedEnvelope,
     IdempotencyHeaders,
     StatsEnvelope,
     TaskEnvelope,
@@ -342,9 +343,10 @@ def _activity(action: str, user_id: str, **details: object) -> Activity:
 
 
 async def owned_task(video_id: str, user_id: str) -> Task:
-    """The caller's task, or 404 (another user's task is not revealed to exist)."""
+    """The caller's task, or 404 (another user's task is not revealed to exist, and a
+    deleted one no longer does)."""
     task = await ctx().services.storage.tasks.get(video_id)
-    if task is None or task.user_id != user_id:
+    if task is None or task.user_id != user_id or task.deleted_at is not None:
         raise ApiError(404, "TASK_NOT_FOUND", f"No task {video_id}.")
     return task
 
@@ -545,6 +547,7 @@ async def list_tasks() -> Response:
     if wanted:  # the old frontend finds its task again after a page reload
         found = await ctx().services.storage.tasks.by_idempotency_key(caller.user_id, wanted)
         matches = [found] if found is not None and status in (None, found.status) else []
+        matches = [task for task in matches if task.deleted_at is None]
         return ok(
             {
                 "tasks": [task_wire(task) for task in matches],
@@ -599,6 +602,31 @@ async def cancel(video_id: str) -> Response:
             details={"status": outcome.task.status},
         )
     return ok(task_wire(outcome.task), message="Task cancelled.")
+
+
+async def delete_task(video_id: str, user_id: str) -> Task:
+    """Delete the caller's task through the task service (cancelled first if unfinished,
+    its copy's files removed); 404 when there is no such task, or it is deleted already."""
+    deleted = await ctx().services.runtime.tasks.delete(
+        video_id,
+        user_id,
+        cancel=ctx().services.runtime.supervisor.cancel,
+        ip=client_address(),
+        user_agent=request.headers.get("User-Agent"),
+    )
+    if deleted is None:
+        raise ApiError(404, "TASK_NOT_FOUND", f"No task {video_id}.")
+    return deleted
+
+
+@blueprint.delete("/tasks/<video_id>")
+@documented(DeletedEnvelope, auth=True, errors={404: ("TASK_NOT_FOUND",)})
+async def delete(video_id: str) -> Response:
+    """Delete a task for good: an unfinished one is cancelled first, its video and thumbnail
+    are removed, and every read of it answers 404 from then on (admins still count it)."""
+    caller = await principal()
+    await delete_task(video_id, caller.user_id)
+    return ok({"videoId": video_id, "deleted": True}, message="Task deleted.")
 
 
 @blueprint.get("/stats")

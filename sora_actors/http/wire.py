@@ -76,6 +76,8 @@ def task_messages(task: Task, message: str | None) -> list[tuple[str, dict[str, 
     """
     base = task_wire(task)
     base["message"] = message
+    if task.deleted_at is not None:  # its last event: the task is gone for its user
+        return [("taskDeleted", {**base, "deleted": True})]
     if task.status == Status.COMPLETED:
         completed: dict[str, Any] = {
             **base,

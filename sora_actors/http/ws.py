@@ -75,6 +75,7 @@ CAPABILITIES = (
     "ping",
     "heartbeat",
     "taskCancelled",
+    "taskDeleted",
 )
 
 
@@ -405,7 +406,7 @@ class Connection:
         except BaseException:
             self._hub.unsubscribe_task(self.sub, video_id)
             raise
-        if task is None or task.user_id != self.sub.user_id:
+        if task is None or task.user_id != self.sub.user_id or task.deleted_at is not None:
             self._hub.unsubscribe_task(self.sub, video_id)
             raise BadMessage("TASK_NOT_FOUND", f"No task {video_id[:MAX_ID_LENGTH]}.")
         self._reply("subscribeSuccess", {"videoId": video_id, "subscribed": True}, reply_to)

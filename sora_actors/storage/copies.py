@@ -47,7 +47,11 @@ async def _records(conn: Any, video_id: str) -> dict[str, ContentRecord]:
 async def _set_content(conn: Any, video_id: str, values: dict[str, Any]) -> Task | None:
     row = await conn.fetch_one(
         video_tasks.update()
-        .where(_T.video_id == video_id, _T.status == Status.COMPLETED.value)
+        .where(
+            _T.video_id == video_id,
+            _T.status == Status.COMPLETED.value,
+            _T.deleted_at.is_(None),  # a deleted task's copy is not restored
+        )
         .values(**values, seq=_T.seq + 1, updated_at=wall_ms())
         .returning(*video_tasks.c)
     )

@@ -90,6 +90,8 @@ class Task:
     estimated_end_at: int | None = None
     # The upstream channel its create went to (see sora_actors/channels.py); None before.
     channel: str | None = None
+    # When its user deleted it (the row stays for admins; user-facing reads hide it).
+    deleted_at: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:

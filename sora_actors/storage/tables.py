@@ -111,6 +111,7 @@ video_tasks = sa.Table(
     sa.Column("content_pending_since", sa.BigInteger),
     sa.Column("estimated_end_at", sa.BigInteger),
     sa.Column("channel", sa.Text),
+    sa.Column("deleted_at", sa.BigInteger),
 )
 
 task_inputs = sa.Table(

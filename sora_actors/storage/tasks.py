@@ -25,7 +25,7 @@ from .licences import Licence, standing_of
 from .notify import announce
 from .quota import Quota, exceeded, refuse, serialise
 from .records import UNFINISHED_SQL, Activity, NewTask, Task, TaskPage
-from .tables import task_inputs, video_tasks
+from .tables import task_content, task_inputs, video_tasks
 
 _T = video_tasks.c
 # A plan's check for a new task: (the user's licences, now) -> what may be counted.
@@ -139,6 +139,7 @@ async def _create(
         "content_pending_since": None,
         "estimated_end_at": None,
         "channel": None,
+        "deleted_at": None,
     }
     await conn.execute(video_tasks.insert().values(**values))
     if new.image is not None:
@@ -195,6 +196,32 @@ async def _change(
     return task
 
 
+# A user's delete: only a finished task (cancel first), once. Its copy counts as gone.
+_DELETE = (
+    "UPDATE video_tasks SET deleted_at = :at, seq = seq + 1, updated_at = :at, "
+    "content_expired_at = CASE WHEN content_stored_at IS NULL THEN content_expired_at "
+    "ELSE COALESCE(content_expired_at, :at) END "
+    "WHERE video_id = :video_id AND user_id = :user_id AND deleted_at IS NULL "
+    f"AND status IN ({_TERMINAL_SQL}) RETURNING {_COLUMNS}"
+)
+
+
+async def _delete(
+    conn: Any, video_id: str, user_id: str, at: int, activity: Activity, notify: bool
+) -> Task | None:
+    row = await conn.fetch_one(_DELETE, {"at": at, "video_id": video_id, "user_id": user_id})
+    if row is None:
+        return None
+    # The reference image and the copy's records go with the files; the row stays.
+    await conn.execute(task_inputs.delete().where(task_inputs.c.video_id == video_id))
+    await conn.execute(task_content.delete().where(task_content.c.video_id == video_id))
+    await insert_activity(conn, activity, at)
+    task = Task.from_row(row)
+    if notify:
+        await announce(conn, task.video_id, task.seq, task.user_id)
+    return task
+
+
 async def _list(
     conn: Any,
     user_id: str,
@@ -204,7 +231,7 @@ async def _list(
     limit: int,
     cursor: tuple[int, str] | None,
 ) -> TaskPage:
-    where = [_T.user_id == user_id]
+    where = [_T.user_id == user_id, _T.deleted_at.is_(None)]
     if status is not None:
         where.append(_T.status == status)
     total = await conn.fetch_val(sa.select(sa.func.count()).select_from(video_tasks).where(*where))
@@ -229,7 +256,7 @@ async def _list(
 async def _stats(conn: Any, user_id: str) -> dict[str, int]:
     rows = await conn.fetch_all(
         sa.select(_T.status, sa.func.count().label("n"))
-        .where(_T.user_id == user_id)
+        .where(_T.user_id == user_id, _T.deleted_at.is_(None))
         .group_by(_T.status)
     )
     counts = dict.fromkeys((status.value for status in Status), 0)
@@ -405,6 +432,11 @@ class TaskStore:
         return await self._db.run_grouped(
             _change, task.video_id, task.seq, changes, activity, bump, self._notify
         )
+
+    async def delete(self, video_id: str, user_id: str, at: int, activity: Activity) -> Task | None:
+        """Mark the user's finished task deleted (with ``activity``); None when there is no
+        such finished, undeleted task of this user."""
+        return await self._db.run(_delete, video_id, user_id, at, activity, self._notify)
 
     async def page(
         self,
