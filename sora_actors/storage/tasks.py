@@ -25,7 +25,7 @@ from .licences import Licence, standing_of
 from .notify import announce
 from .quota import Quota, exceeded, refuse, serialise
 from .records import UNFINISHED_SQL, Activity, NewTask, Task, TaskPage
-from .tables import task_content, task_inputs, video_tasks
+from .tables import task_inputs, video_tasks
 
 _T = video_tasks.c
 # A plan's check for a new task: (the user's licences, now) -> what may be counted.
@@ -212,9 +212,9 @@ async def _delete(
     row = await conn.fetch_one(_DELETE, {"at": at, "video_id": video_id, "user_id": user_id})
     if row is None:
         return None
-    # The reference image and the copy's records go with the files; the row stays.
+    # The reference image goes with the files; the row stays, and so do the copy's records
+    # (size, SHA-256), as after a retention sweep.
     await conn.execute(task_inputs.delete().where(task_inputs.c.video_id == video_id))
-    await conn.execute(task_content.delete().where(task_content.c.video_id == video_id))
     await insert_activity(conn, activity, at)
     task = Task.from_row(row)
     if notify:

@@ -61,13 +61,24 @@ def session(base_url: str, key: str) -> dict[str, Any]:
         out["spritesheet"] = (error.status_code, error.body)
     remix = client.videos.remix(polled.id, prompt="waves, but purple")
     out["remix"] = _video(remix)
-    # Deleted at once, while it runs: our delete is our cancel (the task stays listed).
+    # Deleted at once, while it runs (cancelled first), and once finished: gone either way.
     doomed = client.videos.create(prompt="a storm that nobody will see")
     out["deleted"] = client.videos.delete(doomed.id).model_dump(mode="json")
     out["doomed"] = _video(doomed)
-    out["after_delete"] = _video(client.videos.retrieve(doomed.id))
     out["deleted_finished"] = client.videos.delete(polled.id).model_dump(mode="json")
-    # Five videos, two a page: the SDK follows `after` over three pages by itself.
+    gone = {
+        "retrieve": lambda: client.videos.retrieve(doomed.id),
+        "content": lambda: client.videos.download_content(polled.id),
+        "remix": lambda: client.videos.remix(polled.id, prompt="again"),
+        "delete_again": lambda: client.videos.delete(polled.id),
+    }
+    out["after_delete"] = {}
+    for name, call in gone.items():
+        try:
+            call()
+        except openai.NotFoundError as error:
+            out["after_delete"][name] = (error.status_code, error.code)
+    # Three videos left, two a page: the SDK follows `after` over two pages by itself.
     out["listed_asc"] = [video.id for video in client.videos.list(limit=2, order="asc")]
     out["listed_desc"] = [video.id for video in client.videos.list(limit=2)]
     try:

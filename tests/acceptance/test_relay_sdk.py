@@ -120,8 +120,10 @@ async def check(server: LiveServer, out: dict[str, Any], username: str) -> None:
     # Listed in creation order (ties in the same millisecond: by id).
     ordered = [task.video_id for task in sorted(tasks, key=lambda t: (t.created_at, t.video_id))]
     assert sorted(ordered) == sorted(ids)
-    assert out["listed_asc"] == ordered
-    assert out["listed_desc"] == ordered[::-1]
+    # Listed without the two it deleted.
+    kept = [video_id for video_id in ordered if video_id not in (polled["id"], doomed["id"])]
+    assert out["listed_asc"] == kept
+    assert out["listed_desc"] == kept[::-1]
     image = await storage.tasks.input_image(with_file["id"])
     assert image is not None and image[:2] == ("image/png", "ref.png")
 
@@ -132,16 +134,30 @@ async def check(server: LiveServer, out: dict[str, Any], username: str) -> None:
     status, body = out["spritesheet"]
     assert status == 404 and body["code"] == "content_not_found"
 
-    # Delete: the running one was cancelled (failed, code cancelled, to OpenAI clients);
-    # the finished one stays as it was.
+    # Delete: the running one was cancelled first; both are gone for the SDK (404 on
+    # retrieve, content, remix, a second delete) but their rows stay, marked deleted.
     assert out["deleted"] == {"id": doomed["id"], "object": "video.deleted", "deleted": True}
-    assert out["after_delete"]["status"] == "failed"
-    assert out["after_delete"]["error"]["code"] == "cancelled"
+    assert out["deleted_finished"] == {
+        "id": polled["id"],
+        "object": "video.deleted",
+        "deleted": True,
+    }
+    missing = [404, "task_not_found"]
+    assert out["after_delete"] == {
+        "retrieve": missing,
+        "content": missing,
+        "remix": missing,
+        "delete_again": missing,
+    }
     cancelled = await storage.tasks.get(doomed["id"])
     assert cancelled is not None and cancelled.status == "CANCELLED"
-    assert out["deleted_finished"]["deleted"] is True
+    assert cancelled.deleted_at is not None
     finished = await storage.tasks.get(polled["id"])
     assert finished is not None and finished.status == "COMPLETED"
+    assert finished.deleted_at is not None and finished.stored_variants == ()
+    store = server.services.runtime.content.store
+    for record in records.values():  # the files of our copy are gone
+        assert await store.size(record.storage_key) is None
 
     assert out["wrong_key"] == [401, "invalid_api_key", "authentication_error"]
     assert out["unknown_video"] == [404, "task_not_found"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -141,3 +142,70 @@ async def test_content_changes_of_a_completed_task_are_announced_once(storage: S
         (expired.seq, "removed"),
         (restored.seq, "the video was copied again"),
     ]
+
+
+class Copies:
+    """Stands in for the content keeper: records which tasks' files it dropped, and that the
+    deletion was marked while it held them (`then` inside `drop`)."""
+
+    def __init__(self) -> None:
+        self.dropped: list[tuple[str, bool]] = []
+
+    async def drop(self, video_id: str, then: Any) -> Any:
+        marked = await then()
+        self.dropped.append((video_id, marked is not None and marked.deleted_at is not None))
+        return marked
+
+
+async def test_delete_cancels_an_unfinished_task_first_then_hides_it_for_good(
+    storage: Storage,
+) -> None:
+    tasks, events, user_id = await service(storage)
+    copies = Copies()
+    tasks.keep_copies_with(copies)
+    image = ("image/png", "ref.png", b"\x89PNG\r\n\x1a\n")
+    task, _ = await tasks.accept(user_id, Order("a fox", image=image))
+    kept, _ = await tasks.accept(user_id, Order("another fox"))
+    stranger = await storage.accounts.create_user("stranger", None, "x", Activity("register"))
+    assert await tasks.delete(task.video_id, stranger.id) is None  # not theirs: untouched
+
+    deleted = await tasks.delete(task.video_id, user_id, ip="10.0.0.2")
+    assert deleted is not None and deleted.deleted_at is not None
+    assert (deleted.status, deleted.seq) == ("CANCELLED", 3)
+    assert copies.dropped == [(task.video_id, True)]
+    # Persisted, then announced: the cancel, then the deletion as the last event.
+    assert [(e.task.status, e.task.seq, e.message) for e in events] == [
+        ("CANCELLED", 2, "cancelled"),
+        ("CANCELLED", 3, "deleted"),
+    ]
+    assert events[-1].task == deleted == await storage.tasks.get(task.video_id)
+    assert await storage.tasks.input_image(task.video_id) is None
+    assert await tasks.delete(task.video_id, user_id) is None  # once
+    assert len(events) == 2
+
+    # The user's lists and counts no longer have it; the other task is still there.
+    page = await storage.tasks.page(user_id)
+    assert [t.video_id for t in page.tasks] == [kept.video_id] and page.total == 1
+    assert (await storage.tasks.stats(user_id))["CANCELLED"] == 0
+    logged = await storage.accounts.activities(user_id)
+    # (Both in the same millisecond, perhaps: compared without their order.)
+    newest = {(entry["action"], entry["ip"]): json.loads(entry["details"]) for entry in logged[:2]}
+    assert newest == {
+        ("task_delete", "10.0.0.2"): {"videoId": task.video_id, "status": "QUEUED"},
+        ("task_cancel", "10.0.0.2"): {"videoId": task.video_id, "via": "delete"},
+    }
+
+
+async def test_a_deleted_completed_task_loses_its_copy_for_good(storage: Storage) -> None:
+    tasks, events, user_id = await service(storage)
+    task, _ = await tasks.accept(user_id, Order("a fox"))
+    done = await storage.tasks.change(task, phase="COMPLETED", status="COMPLETED")
+    restored = await tasks.content_restored(done.video_id, ("video", "thumbnail"))
+    assert restored is not None and restored.stored_variants == ("video", "thumbnail")
+    deleted = await tasks.delete(done.video_id, user_id)  # no keeper here: no files
+    assert deleted is not None and deleted.status == "COMPLETED"
+    assert deleted.stored_variants == () and deleted.content_expired_at == deleted.deleted_at
+    # A copy fetched late is not restored onto a deleted task, nor expired twice.
+    assert await tasks.content_restored(done.video_id, ("video",)) is None
+    assert await tasks.content_expired(done.video_id, "removed") is None
+    assert [e.message for e in events] == ["the video was copied again", "deleted"]
