@@ -309,3 +309,49 @@ async def test_list_paging_filters_order_and_cursor(server: LiveServer) -> None:
         assert_error(
             await server.client.get(f"/api/video/tasks?{query}", headers=headers), 400, code
         )
+
+
+async def test_delete_a_running_task_cancels_it_then_every_read_is_404(server: LiveServer) -> None:
+    headers = await server.user("del")
+    stranger = await server.user("eve")
+    post = server.client.post
+    task = (await post("/api/video/tasks", json={"prompt": "gone"}, headers=headers)).json()
+    video_id = task["data"]["videoId"]
+    kept = (await post("/api/video/tasks", json={"prompt": "kept"}, headers=headers)).json()
+    # Someone else's task: 404, and it is untouched.
+    refused = await server.client.delete(f"/api/video/tasks/{video_id}", headers=stranger)
+    assert_error(refused, 404, "TASK_NOT_FOUND")
+    running = await server.client.get(f"/api/video/tasks/{video_id}", headers=headers)
+    assert running.status_code == 200 and running.json()["data"]["status"] != "CANCELLED"
+
+    deleted = await server.client.delete(f"/api/video/tasks/{video_id}", headers=headers)
+    assert deleted.status_code == 200, deleted.text
+    body = deleted.json()
+    assert body["success"] is True and body["message"] == "Task deleted."
+    assert body["data"] == {"videoId": video_id, "deleted": True}
+    # Cancelled first (so it is no longer polled), then marked: the row stays for admins.
+    row = await server.services.storage.tasks.get(video_id)
+    assert row is not None and row.status == "CANCELLED" and row.deleted_at is not None
+    await trio.sleep(1)
+    later = await server.services.storage.tasks.get(video_id)
+    assert later == row  # no poll, no change since
+
+    gone = (
+        server.client.get(f"/api/video/tasks/{video_id}", headers=headers),
+        server.client.delete(f"/api/video/tasks/{video_id}", headers=headers),
+        post(f"/api/video/tasks/{video_id}/cancel", headers=headers),
+        server.client.get(f"/api/video/tasks/{video_id}/content", headers=headers),
+        post(f"/api/video/tasks/{video_id}/refresh-url", headers=headers),
+        post(f"/api/video/tasks/{video_id}/remix", json={"prompt": "x"}, headers=headers),
+    )
+    for call in gone:
+        assert_error(await call, 404, "TASK_NOT_FOUND")
+    listed = (await server.client.get("/api/video/tasks", headers=headers)).json()["data"]
+    assert [t["videoId"] for t in listed["tasks"]] == [kept["data"]["videoId"]]
+    assert listed["total"] == 1
+    cancelled = await server.client.get("/api/video/tasks?status=CANCELLED", headers=headers)
+    assert cancelled.json()["data"]["total"] == 0
+    stats = (await server.client.get("/api/video/stats", headers=headers)).json()["data"]
+    assert stats["total"] == 1 and stats["cancelled"] == 0
+    actions = [e["action"] for e in await server.services.storage.accounts.activities()]
+    assert actions.count("task_delete") == 1 and actions.count("task_cancel") == 1
