@@ -26,6 +26,7 @@ from sora_actors.runtime import SIMULATOR_KEY
 from sora_actors.settings import Settings
 from sora_actors.upstream.fake import SimulatorConfig, serve_simulator
 from sora_actors.upstream.fake.media import media_bytes, media_sha256
+from tests.acceptance.admin_helpers import admin_headers
 from tests.conftest import make_settings
 from tests.harness import LiveServer, assert_error, live_server
 
@@ -561,3 +562,29 @@ async def test_retention_removes_old_copies_and_says_so(tmp_path: Path, database
         played = await server.client.get(back.json()["data"]["videoUrl"])
         assert sha(played.content) == media_sha256("video")
         responses.check("/content", "/refresh-url", "/files/")
+
+
+async def test_deleting_a_finished_task_removes_its_files_and_its_links(
+    served: tuple[LiveServer, Responses],
+) -> None:
+    server, _ = served
+    alice = await server.user("alice")
+    task = await completed(server, alice, "a heron, then nothing")
+    video_id = task["videoId"]
+    folder = content_dir(server) / video_id
+    assert sorted(path.name for path in folder.iterdir()) == ["thumbnail.webp", "video.mp4"]
+    assert (await server.client.get(task["videoUrl"])).status_code == 200
+
+    deleted = await server.client.delete(f"/api/video/tasks/{video_id}", headers=alice)
+    assert deleted.status_code == 200, deleted.text
+    assert not folder.exists()  # both files, and their folder
+    # The links issued before are dead; the task is not found by its owner.
+    for url in (task["videoUrl"], task["thumbnailUrl"]):
+        assert_error(await server.client.get(url), 404, "CONTENT_NOT_FOUND")
+    missing = await server.client.get(f"/api/video/tasks/{video_id}/content", headers=alice)
+    assert_error(missing, 404, "TASK_NOT_FOUND")
+    # Admins still count the task (its row stays); no copy of it is held any more.
+    root = await admin_headers(server)
+    figures = (await server.client.get("/api/admin/statistics", headers=root)).json()["data"]
+    assert figures["tasks"]["total"] == 1 and figures["tasks"]["byStatus"]["COMPLETED"] == 1
+    assert figures["videos"] == {"stored": 0, "bytes": 0}
