@@ -231,3 +231,56 @@ async def test_a_key_s_creates_count_against_its_user_s_rate_limit(
         # The same user with a login token: the same budget, already spent.
         ours = await server.client.post("/api/video/tasks", json={"prompt": "x"}, headers=token)
         assert ours.status_code == 429 and ours.json()["error"]["code"] == "RATE_LIMITED"
+
+
+async def test_delete_at_the_door_then_the_video_is_gone(server: LiveServer) -> None:
+    token = await server.user("alice")
+    key = await key_of(server, token)
+    door = DOORS[0]
+    client = server.client
+    async with open_websocket_url(ws_url(server.base_url)) as connection:
+        session = Session(connection)
+        await session.recv()  # connected
+        assert (await session.auth(token["Authorization"].split()[1]))["type"] == "authSuccess"
+        watching = await session.send("subscribe_tasks")
+        await session.recv_until(lambda m: m.get("id") == watching)
+        finished = await create(server, key, prompt="a finished one")
+        await session.recv_until(
+            lambda m: m["type"] == "taskCompleted" and m["payload"]["videoId"] == finished["id"],
+            timeout=60,
+        )
+        running = await create(server, key, prompt="a running one")
+        kept = await create(server, key, prompt="a kept one")
+        bob = await key_of(server, await server.user("bob"))
+        openai_error(
+            await client.delete(f"{door}/videos/{running['id']}", headers=bob),
+            404,
+            "task_not_found",
+        )
+
+        for video in (running, finished):
+            deleted = await client.delete(f"{DOORS[1]}/videos/{video['id']}", headers=key)
+            assert deleted.status_code == 200, deleted.text
+            assert deleted.json() == {"id": video["id"], "object": "video.deleted", "deleted": True}
+            # Subscribers hear of it last: taskDeleted.
+            heard = await session.recv_until(
+                lambda m, v=video: m["type"] == "taskDeleted" and m["payload"]["videoId"] == v["id"]
+            )
+            assert heard[-1]["payload"]["deleted"] is True
+    cancelled = await server.services.storage.tasks.get(running["id"])
+    assert cancelled is not None and cancelled.status == "CANCELLED"
+
+    video_id = finished["id"]
+    gone = (
+        client.get(f"{door}/videos/{video_id}", headers=key),
+        client.get(f"{door}/videos/{video_id}/content", headers=key),
+        client.post(f"{door}/videos/{video_id}/remix", json={"prompt": "x"}, headers=key),
+        client.delete(f"{door}/videos/{video_id}", headers=key),
+        client.get(f"{door}/videos/{running['id']}", headers=key),
+    )
+    for call in gone:
+        openai_error(await call, 404, "task_not_found")
+    listed = (await client.get(f"{door}/videos", headers=key)).json()
+    assert [video["id"] for video in listed["data"]] == [kept["id"]]
+    after = await client.get(f"{door}/videos", params={"after": video_id}, headers=key)
+    assert openai_error(after, 400, "invalid_value")["param"] == "after"
