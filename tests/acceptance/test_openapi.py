@@ -216,6 +216,8 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     alice = await admin_headers(server, "alice")
     licence = await generate(server, alice)
     finished = await finished_task(server, alice, "a lighthouse in fog")
+    made = await server.client.post("/api/video/tasks", json={"prompt": "doomed"}, headers=alice)
+    doomed = made.json()["data"]["videoId"]
     # Real ids and a valid signed link, so that content, refresh-url, remix and /files are
     # exercised beyond their 404/403 answers.
     config = tmp_path / "schemathesis.toml"
@@ -233,6 +235,16 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
                 "path.name": "default",  # the one channel of the test server
             }.items()
         )
+        # DELETE ends a task for good: it gets a task of its own (so that the others keep
+        # theirs); it is found once, then rightly 404, which is no missing test data. Not
+        # in the stateful phase, whose links would meet this fixed id instead of the task
+        # a POST just made (the journeys in test_tasks_api.py cover create-then-delete).
+        + "[[operations]]\n"
+        + 'include-path = "/api/video/tasks/{video_id}"\n'
+        + 'include-method = "DELETE"\n'
+        + "warnings = false\n"
+        + "phases = { stateful = { enabled = false } }\n"
+        + f"parameters = {{ {json.dumps('path.video_id')} = {json.dumps(doomed)} }}\n"
     )
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
