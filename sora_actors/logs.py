@@ -286,6 +286,11 @@ def configure_from_settings(
     return configure(
         production=settings.is_production,
         level=level,
-        secrets=(settings.jwt_secret, settings.upstream_api_key, settings.content_url_secret),
+        secrets=(
+            settings.jwt_secret,
+            settings.upstream_api_key,
+            settings.content_url_secret,
+            settings.admin_password,
+        ),
         stream=stream,
     )

@@ -15,8 +15,10 @@ from functools import partial
 
 import trio
 
+from .access import Access
 from .backoff import Backoff
 from .content_store import LocalContentStore
+from .control import ControlEvents
 from .hub import Encode, Hub
 from .instrument import CountingProvider
 from .keeper import ContentKeeper
@@ -49,6 +51,7 @@ class Runtime:
     resumed: int
     content: ContentKeeper
     tasks: TaskService
+    access: Access
 
 
 def actor_config(settings: Settings) -> ActorConfig:
@@ -146,6 +149,10 @@ async def open_runtime(
                 actors.start_soon(relay.run, name="event relay")
                 actors.start_soon(hub.run, name="hub sweeper")
                 actors.start_soon(content.sweep_forever, name="content retention sweep")
+                control = ControlEvents(storage)
+                access = Access(storage, control, ttl_s=settings.session_cache_seconds)
+                actors.start_soon(control.run, name="control events")
+                actors.start_soon(access.run, name="access watchers")
                 yield Runtime(
                     provider=provider,
                     hub=hub,
@@ -156,6 +163,7 @@ async def open_runtime(
                     resumed=resumed,
                     content=content,
                     tasks=tasks,
+                    access=access,
                 )
                 actors.cancel_scope.cancel()
         nursery.cancel_scope.cancel()

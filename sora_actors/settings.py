@@ -110,6 +110,9 @@ class Settings(BaseModel):
     ws_max_subscriptions_per_user: int = Field(default=5000, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
+    session_cache_seconds: float = Field(default=1.0, ge=0)
+    admin_username: str = ""
+    admin_password: str = ""
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 

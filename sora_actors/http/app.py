@@ -13,6 +13,7 @@ from quart_trio.wrappers.request import TrioRequest
 from ..services import Services
 from . import (
     accounts,
+    admin_users,
     apidoc,
     console,
     cors,
@@ -169,6 +170,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     cors.install(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(accounts.blueprint)
+    app.register_blueprint(admin_users.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(links.blueprint)
     app.register_blueprint(files.blueprint)

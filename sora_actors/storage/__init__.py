@@ -16,7 +16,19 @@ from .errors import (
     classify,
 )
 from .migrations import latest_version
-from .records import Activity, ContentRecord, NewTask, Task, TaskPage, User
+from .records import (
+    Activity,
+    ContentRecord,
+    NewSession,
+    NewTask,
+    SessionState,
+    Task,
+    TaskPage,
+    User,
+    UserChanges,
+    UserDetail,
+    UserSummary,
+)
 from .store import Storage, open_storage
 from .tasks import StaleTask
 
@@ -27,8 +39,10 @@ __all__ = [
     "ContentRecord",
     "DatabaseInUse",
     "Fault",
+    "NewSession",
     "NewTask",
     "SchemaTooNew",
+    "SessionState",
     "StaleTask",
     "Storage",
     "StorageError",
@@ -37,6 +51,9 @@ __all__ = [
     "Task",
     "TaskPage",
     "User",
+    "UserChanges",
+    "UserDetail",
+    "UserSummary",
     "classify",
     "latest_version",
     "open_storage",

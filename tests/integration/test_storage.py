@@ -9,10 +9,12 @@ import pytest
 import sqlalchemy as sa
 import trio
 
+from sora_actors.clock import wall_ms
 from sora_actors.storage import (
     Activity,
     Conflict,
     DatabaseInUse,
+    NewSession,
     SchemaTooNew,
     Storage,
     latest_version,
@@ -92,9 +94,12 @@ async def test_concurrent_registrations_of_one_name_admit_exactly_one(storage: S
 async def test_login_stamps_last_login_and_logs(storage: Storage) -> None:
     user = await storage.accounts.create_user("yan", None, "h", Activity("register"))
     assert user.last_login is None
-    await storage.accounts.record_login(user.id, Activity("login", user.id, ip="10.0.0.1"))
-    again = await storage.accounts.by_id(user.id)
+    session = NewSession("sid-1", user.id, expires_at=wall_ms() + 60_000, ip="10.0.0.1")
+    await storage.accounts.record_login(session, Activity("login", user.id, ip="10.0.0.1"))
+    again, state = await storage.accounts.access(user.id, "sid-1")
     assert again is not None and again.last_login is not None
+    assert state is not None and state.revoked_at is None
+    assert state.expires_at == session.expires_at
     entries = await storage.accounts.activities(user.id)
     assert [e["action"] for e in entries] == ["login", "register"]
     assert entries[0]["ip"] == "10.0.0.1"
