@@ -7,7 +7,11 @@ Prints req/s and latency p99 of each and their ratio.
 
     python bench/api.py [--seconds 10] [--connections 50] [--database-url URL] [--path P]
 
-``--path /api/video/stats`` measures a route that reads storage besides the account check.
+``--path /api/video/stats`` measures a route that reads storage besides the account check;
+``--path '/api/video/tasks/{task}'`` one task (created first) by id. The account/session
+check is answered from the access cache (sora_actors/access.py); run with
+``SORA_SESSION_CACHE_SECONDS=0`` in the environment to measure a database read per request.
+/api/video rate limits are off for the measurement.
 """
 
 from __future__ import annotations
@@ -43,9 +47,11 @@ def wait_until_up(url: str, timeout: float = 30) -> None:
     raise SystemExit(f"server at {url} did not come up")
 
 
-def post_json(url: str, body: dict[str, str]) -> dict[str, object]:
+def post_json(
+    url: str, body: dict[str, str], headers: dict[str, str] | None = None
+) -> dict[str, object]:
     request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+        url, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         result: dict[str, object] = json.load(response)
@@ -82,6 +88,8 @@ def main() -> None:
         "SORA_DATABASE_URL": args.database_url,
         "SORA_JWT_SECRET": "bench-secret-" + "x" * 32,
         "SORA_BCRYPT_ROUNDS": "4",
+        "SORA_RATE_LIMIT_READ_PER_USER": "0",
+        "SORA_RATE_LIMIT_READ_PER_ADDRESS": "0",
     }
     sora_port, bare_port = free_port(), free_port()
     processes = [
@@ -107,6 +115,11 @@ def main() -> None:
         login = post_json(sora + "/api/auth/login", {"username": "bench", "password": "bench-pass"})
         token = login["data"]["token"]  # type: ignore[index]
         auth = [f"Authorization: Bearer {token}"]
+        if "{task}" in args.path:
+            created = post_json(
+                sora + "/api/video/tasks", {"prompt": "bench"}, {"Authorization": f"Bearer {token}"}
+            )
+            args.path = args.path.replace("{task}", created["data"]["videoId"])  # type: ignore[index]
 
         run_wrk(bare, 2, args.connections, [])  # warm both up
         run_wrk(sora + args.path, 2, args.connections, auth)

@@ -193,8 +193,9 @@ async def create_user(data: AdminCreateUserRequest) -> Response:
 )
 @validate_request(AdminUpdateUserRequest)
 async def update_user(user_id: str, data: AdminUpdateUserRequest) -> Response:
-    """Change email, role, isActive, or reset the password (which ends every session)."""
-    await require_admin()
+    """Change email, role, isActive, or reset the password (which ends the user's sessions;
+    an admin resetting their own keeps the one they are using)."""
+    admin, _ = await require_admin()
     given = data.model_fields_set
     password_hash = None
     if data.password is not None:
@@ -205,6 +206,7 @@ async def update_user(user_id: str, data: AdminUpdateUserRequest) -> Response:
         role=data.role,
         is_active=data.is_active,
         password_hash=password_hash,
+        keep_session=admin.session_id if admin.user_id == user_id else None,
     )
     fields = sorted(to_camel(name) for name in given)
     return await _answer(await _change(user_id, changes, "admin_user_update", fields=fields))

@@ -224,11 +224,11 @@ async def _update_user(
         users.update().where(users.c.id == user_id).values(**values).returning(*users.c)
     )
     if changes.revokes_sessions:
-        await conn.execute(
-            sessions.update()
-            .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
+        ending = [sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)]
+        keeps_access = changes.is_active is not False and changes.banned is not True
+        if changes.keep_session is not None and keeps_access:
+            ending.append(sessions.c.id != changes.keep_session)
+        await conn.execute(sessions.update().where(*ending).values(revoked_at=now))
     await insert_activity(conn, activity, now)
     if notify:
         await signal_change(conn, "user", user_id)

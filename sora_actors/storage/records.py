@@ -66,6 +66,9 @@ class UserChanges:
     is_active: bool | None = None
     banned: bool | None = None
     password_hash: str | None = dataclasses.field(default=None, repr=False)
+    # The session that asked for the change, kept when the account keeps access (an admin
+    # resetting their own password stays logged in where they did it).
+    keep_session: str | None = None
 
     @property
     def revokes_sessions(self) -> bool:
