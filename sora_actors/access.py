@@ -129,12 +129,15 @@ class Access:
     # -- invalidation ---------------------------------------------------------------------
 
     def forget_user(self, user_id: str) -> None:
+        self._drop_entries(user_id)
+        self._changed.users.add(user_id)
+        self._wakeup.set()
+
+    def _drop_entries(self, user_id: str) -> None:
         self._generation += 1
         for session_id, entry in tuple(self._sessions.items()):
             if entry.user_id == user_id:
                 del self._sessions[session_id]
-        self._changed.users.add(user_id)
-        self._wakeup.set()
 
     def forget_session(self, session_id: str) -> None:
         self._generation += 1
@@ -178,7 +181,8 @@ class Access:
 
     async def login(self, session: NewSession, activity: Activity) -> None:
         await self._storage.accounts.record_login(session, activity)
-        self.forget_user(session.user_id)  # lastLogin changed
+        # lastLogin changed; access did not, so open connections need no recheck.
+        self._drop_entries(session.user_id)
 
     async def logout(self, session_id: str, user_id: str, activity: Activity) -> bool:
         revoked = await self._storage.accounts.revoke_session(session_id, user_id, activity)
