@@ -110,10 +110,11 @@ class Subscriber:
         "dropped",
         "expires_at_ms",
         "tasks",
+        "transport",
         "user_id",
     )
 
-    def __init__(self, hub: Hub, connection_id: str, size: int) -> None:
+    def __init__(self, hub: Hub, connection_id: str, size: int, transport: str = "ws") -> None:
         self._hub = hub
         self._size = size
         self._queue: deque[_Item] = deque()
@@ -125,6 +126,7 @@ class Subscriber:
         # Per subscribed task, the last seq the client has seen (snapshot or event).
         self._floor: dict[str, int] = {}
         self.connection_id = connection_id
+        self.transport = transport  # which encoder's frames it gets (see `Hub.add_encoder`)
         self.user_id: str | None = None
         self.expires_at_ms: int | None = None
         self.tasks: set[str] = set()
@@ -259,7 +261,7 @@ class Hub:
     ) -> None:
         """``encode`` turns an event into wire frames (the http layer's format; without one,
         events reach listeners only). ``queue_size`` and ``stuck_seconds``: see `Subscriber`."""
-        self._encode = encode
+        self._encoders: dict[str, Encode] = {"ws": encode} if encode is not None else {}
         self._listeners: list[Listener] = []
         self._subscribers: dict[str, Subscriber] = {}
         self._by_task: dict[str, set[Subscriber]] = {}
@@ -270,6 +272,11 @@ class Hub:
         self._dropped = 0
         self._coalesced_gone = 0  # coalesced by subscribers that have left
         self._closing: str | None = None
+
+    def add_encoder(self, transport: str, encode: Encode) -> None:
+        """Subscribers connected with ``transport`` get events encoded by ``encode`` (once
+        per event for all of them): Server-Sent Events next to the WebSocket's frames."""
+        self._encoders[transport] = encode
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for every event; returns a function that removes it."""
@@ -306,8 +313,8 @@ class Hub:
         """Users some connection here follows wholesale (``subscribe_tasks``)."""
         return list(self._by_user)
 
-    def connect(self, connection_id: str) -> Subscriber:
-        subscriber = Subscriber(self, connection_id, self.queue_size)
+    def connect(self, connection_id: str, transport: str = "ws") -> Subscriber:
+        subscriber = Subscriber(self, connection_id, self.queue_size, transport)
         self._subscribers[connection_id] = subscriber
         if self._closing is not None:
             subscriber.drop(DropReason.SHUTTING_DOWN, self._closing)
@@ -389,18 +396,28 @@ class Hub:
         by_user = self._by_user.get(task.user_id)
         if not by_task and not by_user:
             return
-        if self._encode is None:
-            log.warning("event for %s dropped: the hub has no encoder", task.video_id)
-            return
-        try:
-            frames = self._encode(event)
-        except Exception:
-            log.exception("could not encode the event of task %s", task.video_id)
-            return
-        self._published += 1
+        encoded: dict[str, Frames | None] = {}  # per transport, made once when first needed
         targets = by_task | by_user if by_task and by_user else by_task or by_user or set()
         for subscriber in tuple(targets):  # a copy: an overflowing subscriber leaves the sets
-            subscriber.offer(task.video_id, task.seq, task.terminal, frames)
+            transport = subscriber.transport
+            if transport not in encoded:
+                encoded[transport] = self._encoded(event, transport)
+            frames = encoded[transport]
+            if frames is not None:
+                subscriber.offer(task.video_id, task.seq, task.terminal, frames)
+        if any(frames is not None for frames in encoded.values()):
+            self._published += 1
+
+    def _encoded(self, event: TaskEvent, transport: str) -> Frames | None:
+        encode = self._encoders.get(transport)
+        if encode is None:
+            log.warning("event for %s dropped: no %s encoder", event.task.video_id, transport)
+            return None
+        try:
+            return encode(event)
+        except Exception:
+            log.exception("could not encode the event of task %s", event.task.video_id)
+            return None
 
     def sweep(self) -> None:
         """Drop subscribers stuck past ``stuck_seconds`` or whose token has expired."""

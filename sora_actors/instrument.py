@@ -44,10 +44,18 @@ class UpstreamStatistics:
 class CountingProvider:
     """A `Provider` that counts calls and upstream errors, then defers to the real one."""
 
-    def __init__(self, inner: Provider) -> None:
+    def __init__(
+        self,
+        inner: Provider,
+        *,
+        calls: Counter[str] | None = None,
+        errors: Counter[str] | None = None,
+    ) -> None:
+        """Pass ``calls`` and ``errors`` to share one tally among several providers (the
+        channels of one process)."""
         self.inner = inner
-        self._calls: Counter[str] = Counter()
-        self._errors: Counter[str] = Counter()
+        self._calls: Counter[str] = Counter() if calls is None else calls
+        self._errors: Counter[str] = Counter() if errors is None else errors
 
     def statistics(self) -> UpstreamStatistics:
         return UpstreamStatistics(
@@ -91,6 +99,9 @@ class CountingProvider:
 
     async def find_jobs(self, request: SubmitRequest, *, pages: int = 3) -> list[UpstreamJob]:
         return await self._counted("find_jobs", self.inner.find_jobs(request, pages=pages))
+
+    async def cancel(self, job_id: str) -> bool:
+        return await self._counted("cancel", self.inner.cancel(job_id))
 
     def forget(self, job_id: str) -> None:
         self.inner.forget(job_id)

@@ -17,6 +17,7 @@ from contextlib import aclosing, asynccontextmanager
 
 import trio
 
+from .channels import ChannelSet, as_channels
 from .clock import wall_ms
 from .content_store import CONTENT_TYPES, VARIANTS, ContentStore, content_key
 from .storage import (
@@ -74,14 +75,14 @@ class ContentKeeper:
         store: ContentStore,
         *,
         storage: Storage,
-        provider: Provider,
+        provider: Provider | ChannelSet,
         tasks: TaskService,
         retention_s: float = 0.0,
         sweep_interval_s: float = 3600.0,
     ) -> None:
         self.store = store
         self._storage = storage
-        self._provider = provider
+        self._channels = as_channels(provider)
         self._tasks = tasks
         self._retention_s = retention_s
         self._sweep_interval_s = sweep_interval_s
@@ -103,7 +104,7 @@ class ContentKeeper:
         if external_id is None:
             raise UpstreamError(ErrorKind.NOT_FOUND, "the task has no upstream job")
         async with self._locks.hold(task.video_id):
-            kept = await self._copy(task.video_id, external_id)
+            kept = await self._copy(task.video_id, external_id, task.channel)
         self.pending_space.discard(task.video_id)
         return kept
 
@@ -111,7 +112,7 @@ class ContentKeeper:
         """The task no longer waits here (its actor stopped)."""
         self.pending_space.discard(video_id)
 
-    async def _copy(self, video_id: str, external_id: str) -> tuple[str, ...]:
+    async def _copy(self, video_id: str, external_id: str, channel: str | None) -> tuple[str, ...]:
         records = await self._storage.content.records(video_id)
         kept: list[str] = []
         for variant in VARIANTS:
@@ -122,7 +123,7 @@ class ContentKeeper:
                 kept.append(variant)
                 continue
             try:
-                await self._download(video_id, external_id, variant)
+                await self._download(video_id, external_id, variant, channel)
             except UpstreamError as error:
                 optional = variant != "video"
                 if optional and error.kind in (ErrorKind.NOT_FOUND, ErrorKind.INVALID_REQUEST):
@@ -132,12 +133,16 @@ class ContentKeeper:
             kept.append(variant)
         return tuple(kept)
 
-    async def _download(self, video_id: str, external_id: str, variant: ContentVariant) -> None:
+    async def _download(
+        self, video_id: str, external_id: str, variant: ContentVariant, channel: str | None
+    ) -> None:
+        """Copy one variant from the task's own channel."""
+        provider = self._channels.get(channel)
         key = content_key(video_id, variant)
         try:
             async with (
                 self.store.writer(key) as writer,
-                aclosing(self._provider.fetch_content(external_id, variant)) as chunks,
+                aclosing(provider.fetch_content(external_id, variant)) as chunks,
             ):
                 async for chunk in chunks:
                     await writer.write(chunk)

@@ -11,6 +11,7 @@ and the attribute the code reads are the same word (``port`` / ``SORA_PORT`` /
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -21,10 +22,18 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .http.proxies import parse_networks
 from .logs import redact
+from .upstream.webhooks import secret_key
 
 ENV_PREFIX = "SORA_"
 DEFAULTS_FILE = resources.files(__package__).joinpath("defaults.toml")
@@ -33,6 +42,70 @@ MIN_SECRET_LENGTH = 32
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message is one line naming it."""
+
+
+class Plan(BaseModel):
+    """What one plan allows (`plans.NAME.*` in the settings file). Counts of 0: no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_running: int = Field(default=0, ge=0)  # tasks not yet in a terminal status
+    tasks_per_day: int = Field(default=0, ge=0)  # created in the last 24 hours
+    tasks_per_30_days: int = Field(default=0, ge=0)  # created in the last 30 days
+    max_duration_seconds: int = Field(default=0, ge=0)
+    models: tuple[str, ...] | Literal["*"] = "*"
+    sizes: tuple[str, ...] | Literal["*"] = "*"
+    image_to_video: bool = True
+
+
+# Licence types (the admin API generates these); each needs a plan of the same name.
+LICENSE_TYPES = ("TRIAL", "PRO", "ENTERPRISE")
+
+
+class ChannelSettings(BaseModel):
+    """One upstream channel (a ``[[channels]]`` entry): where, with which keys, for what.
+
+    Empty ``models`` / ``sizes`` / ``durations``: serves any (durations are then mapped to
+    the dialect's nearest allowed length). Keys are used in turn.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    dialect: Literal["openai", "replicate"] = "openai"
+    base_url: str
+    api_keys: tuple[str, ...] = Field(min_length=1)
+    auth_style: Literal["bearer", "bare", "x-api-key", "token"] = "bearer"
+    model_map: dict[str, str] = Field(default_factory=dict)
+    models: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()
+    durations: tuple[int, ...] = ()
+    priority: int = 0
+    weight: float = Field(default=1.0, gt=0)
+    max_concurrent_jobs: int = Field(default=50, gt=0)
+    max_requests_per_second: float = Field(default=10.0, gt=0)
+    enabled: bool = True
+    # Standard Webhooks secret ("whsec_...") the channel signs its callbacks with, if any.
+    webhook_secret: str = ""
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _one_key(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str) -> str:
+        if value:
+            secret_key(value)  # ValueError says what is wrong, never the secret
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
 
 
 class Settings(BaseModel):
@@ -46,7 +119,7 @@ class Settings(BaseModel):
     data_dir: Path = Path("./data")
     database_url: str = ""
     jwt_secret: str = ""
-    jwt_ttl_seconds: int = Field(default=86400, gt=0)
+    jwt_ttl_seconds: int = Field(default=604800, gt=0)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     max_json_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_image_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
@@ -108,11 +181,25 @@ class Settings(BaseModel):
     ws_message_burst: int = Field(default=100, gt=0)
     ws_max_subscriptions_per_connection: int = Field(default=1000, gt=0)
     ws_max_subscriptions_per_user: int = Field(default=5000, gt=0)
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
     session_cache_seconds: float = Field(default=1.0, ge=0)
     admin_username: str = ""
     admin_password: str = ""
+    polling_policy: Literal["predictive", "seed"] = "predictive"
+    upstream_webhook_secret: str = ""
+    plans: dict[str, Plan] = Field(default_factory=dict)
+    default_plan: str = "FREE"
+    license_checks_per_address: int = Field(default=20, ge=0)
+    license_checks_period_seconds: float = Field(default=60.0, gt=0)
+    # Upstream channels ([[channels]] in a settings file, or JSON in SORA_CHANNELS). Empty:
+    # one channel named "default" from the upstream_* settings (or the simulator).
+    channels: tuple[ChannelSettings, ...] = ()
+    channel_failure_threshold: int = Field(default=5, gt=0)
+    channel_cooldown_seconds: float = Field(default=5.0, gt=0)
+    channel_cooldown_max_seconds: float = Field(default=300.0, gt=0)
+    config_refresh_seconds: float = Field(default=1.0, gt=0)
     # Filled in by load(): True when jwt_secret was generated for this process only.
     jwt_secret_generated: bool = False
 
@@ -129,11 +216,54 @@ class Settings(BaseModel):
         parse_networks(value)  # ValueError names the bad entry
         return value
 
+    @field_validator("plans", mode="before")
+    @classmethod
+    def _plans_json(cls, value: Any) -> Any:
+        """SORA_PLANS holds JSON (``{"FREE": {"max_running": 1}}``)."""
+        return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("default_plan")
+    @classmethod
+    def _every_plan_named(cls, value: str, info: ValidationInfo) -> str:
+        """The default plan and every licence type must name a configured plan."""
+        plans = info.data.get("plans")
+        if plans is not None:
+            for name in (*LICENSE_TYPES, value):
+                if name not in plans:
+                    raise ValueError(f"no plan named {name!r} in plans")
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else ()
+            except ValueError as error:
+                raise ValueError(f"not a JSON array of channels: {error}") from None
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_names(cls, value: tuple[ChannelSettings, ...]) -> tuple[ChannelSettings, ...]:
+        names = [channel.name for channel in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"channel name {twice[0]!r} is used twice")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
         if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("upstream_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str) -> str:
+        if value:
+            secret_key(value)  # ValueError says what is wrong
         return value
 
     @field_validator("public_base_url")
@@ -190,6 +320,28 @@ def _read_toml(path: Traversable) -> dict[str, Any]:
         raise SettingsError(f"settings file {path} is not valid TOML: {error}") from None
 
 
+def _env_plans(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise SettingsError(f"invalid setting {ENV_PREFIX}PLANS: not JSON ({error})") from None
+
+
+def _layer(values: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """``layer`` over ``values``; plans merge plan by plan and field by field, so that a
+    file (or SORA_PLANS) may change one limit of one plan and keep the rest."""
+    for key, value in layer.items():
+        if key == "plans" and isinstance(value, Mapping) and isinstance(values.get(key), dict):
+            merged = dict(values[key])
+            for name, plan in value.items():
+                base = merged.get(name)
+                both = isinstance(base, Mapping) and isinstance(plan, Mapping)
+                merged[name] = {**base, **plan} if both else plan  # type: ignore[dict-item]
+            values[key] = merged
+        else:
+            values[key] = value
+
+
 def load(
     environ: Mapping[str, str] | None = None, *, overrides: Mapping[str, Any] | None = None
 ) -> Settings:
@@ -201,23 +353,28 @@ def load(
     values: dict[str, Any] = _read_toml(DEFAULTS_FILE)
     extra_file = environ.get(f"{ENV_PREFIX}CONFIG_FILE")
     if extra_file:
-        values.update(_read_toml(Path(extra_file)))
+        _layer(values, _read_toml(Path(extra_file)))
     known = set(Settings.model_fields) - {"jwt_secret_generated"}
     for key in known:
         env_value = environ.get(ENV_PREFIX + key.upper())
         if env_value is not None:
-            values[key] = env_value
+            _layer(values, {key: _env_plans(env_value) if key == "plans" else env_value})
     unknown = sorted(set(values) - known)
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]!r} in a settings file")
-    values.update(overrides or {})
+    _layer(values, overrides or {})
     try:
         settings = Settings(**values)
     except ValidationError as error:
         first = error.errors()[0]
         key = str(first["loc"][0]) if first["loc"] else "?"
-        # redact(): the value may be a URL with a password in it.
+        # redact(): the value may be a URL with a password in it; channels hold API keys,
+        # so for them only where the fault is is named.
         got = redact(repr(values.get(key, "")))
+        if key.endswith("_secret"):
+            got = "(hidden)"  # never a secret, even a malformed one, in a log line
+        if key == "channels":
+            got = "[...] at " + ".".join(str(part) for part in first["loc"][1:])
         raise SettingsError(
             f"invalid setting {ENV_PREFIX}{key.upper()}={got}: {first['msg']}"
         ) from None

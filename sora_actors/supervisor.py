@@ -25,11 +25,20 @@ from typing import NoReturn
 import trio
 
 from .backoff import STORAGE_OUTAGE
+from .channels import ChannelSet, as_channels
 from .leases import Leases
 from .ledger import PollLedger
 from .lifecycle import ErrorCode
 from .storage import Activity, StaleTask, Storage, StorageUnavailable, Task, classify
-from .task import ActorConfig, Cancel, Command, LeaseLost, TaskActor
+from .task import (
+    ActorConfig,
+    Cancel,
+    Command,
+    LeaseLost,
+    TaskActor,
+    UpstreamHint,
+    cancel_upstream,
+)
 from .task_service import CancelOutcome, TaskService
 from .upstream import Provider
 
@@ -63,14 +72,14 @@ class Supervisor:
         self,
         *,
         storage: Storage,
-        provider: Provider,
+        provider: Provider | ChannelSet,
         tasks: TaskService,
         actor_config: ActorConfig,
         intensity: RestartIntensity | None = None,
         leases: Leases | None = None,
     ) -> None:
         self._storage = storage
-        self._provider = provider
+        self.channels = as_channels(provider)
         self._tasks = tasks
         self._actor_config = actor_config
         self._intensity = intensity or RestartIntensity()
@@ -170,7 +179,7 @@ class Supervisor:
             del self._scopes[video_id]
             actor = self._actors.pop(video_id, None)
             if actor is not None and actor.task.external_video_id is not None:
-                self._provider.forget(actor.task.external_video_id)
+                self.channels.get(actor.task.channel).forget(actor.task.external_video_id)
             if self._actor_config.content is not None:
                 self._actor_config.content.forget(video_id)
             if self._leases is not None:
@@ -180,9 +189,11 @@ class Supervisor:
             # senders fall back to the database path instead of waiting forever.
             while True:
                 try:
-                    mailbox.receive_nowait().reply.close()
+                    late = mailbox.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+                if isinstance(late, Cancel):
+                    late.reply.close()
             mailbox.close()
 
     async def _supervise_loop(
@@ -204,7 +215,7 @@ class Supervisor:
                 actor = self._actors[video_id] = TaskActor(
                     current,
                     storage=self._storage,
-                    provider=self._provider,
+                    provider=self.channels,
                     tasks=self._tasks,
                     config=self._actor_config,
                     mailbox=mailbox,
@@ -256,6 +267,18 @@ class Supervisor:
             video_id, ErrorCode.ACTOR_CRASH_LOOP, "the task's actor kept crashing; it was stopped"
         )
 
+    def hint(self, video_id: str, hint: UpstreamHint) -> bool:
+        """Hand a webhook's news to the task's actor if it runs here; False when none does
+        (or its mailbox is full): a hint may be dropped, polling still finds the end."""
+        mailbox = self._mailboxes.get(video_id)
+        if mailbox is None:
+            return False
+        try:
+            mailbox.send_nowait(hint)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
     async def cancel(self, video_id: str, reason: Activity) -> CancelOutcome | None:
         """Cancel a task; None when it does not exist. Ends in exactly one terminal state."""
         mailbox = self._mailboxes.get(video_id)
@@ -273,4 +296,5 @@ class Supervisor:
         outcome = await self._tasks.cancel_unowned(video_id, reason)
         if outcome is not None and outcome.cancelled:
             self.stop(video_id)  # an actor still busy here must not act on it any more
+            await cancel_upstream(self.channels, outcome.task)
         return outcome

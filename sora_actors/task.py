@@ -18,6 +18,12 @@ If there is none, it waits until the intent is older than ``submit_settle_s`` (a
 flight at the upstream must have landed by then) and looks again; only then, the upstream
 having provably never seen the job, does it go back to ACCEPTED and submit again. A
 provider that cannot list fails the task with SUBMISSION_UNCERTAIN (retryable) instead.
+
+Channels. A new task's create goes to the channel `ChannelSet.pick` chooses; the intent
+stores the channel's name with it, and every later call for the task goes to that channel.
+A create that provably never reached the upstream (connection refused, 429, a 5xx with the
+API's error body, 401/403, an open circuit) moves the task to the next channel at once;
+an ambiguous one keeps it on its channel, where the lookup above decides.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from typing import Any
 import trio
 
 from .backoff import Backoff
+from .channels import Channel, ChannelSet, NoChannel, as_channels
 from .clock import wall_ms
 from .keeper import ContentKeeper, ContentStoreFull
 from .ledger import PollLedger
 from .lifecycle import ErrorCode, Phase
-from .polling import PollingPolicy, SteppedSchedule
+from .polling import PollingPolicy, Schedule, SteppedSchedule, WebhookWatch
 from .storage import Activity, Storage, Task
 from .task_service import CancelOutcome, TaskService
 from .upstream import (
@@ -81,6 +88,12 @@ class ActorConfig:
     # last try landing this long before the upstream drops the video.
     space_retry: Backoff = field(default_factory=lambda: Backoff(5.0, 300.0))
     space_expiry_margin_s: float = 30.0
+    # Which channels deliver webhooks now: their tasks poll as a sparse safety net.
+    webhooks: WebhookWatch | None = None
+
+
+# Today's single upstream is the channel of every task (channels come with issue 15).
+DEFAULT_CHANNEL = "default"
 
 
 @dataclass
@@ -91,7 +104,15 @@ class Cancel:
     reply: trio.MemorySendChannel[CancelOutcome]
 
 
-Command = Cancel
+@dataclass(frozen=True)
+class UpstreamHint:
+    """Mailbox message: a verified webhook says the upstream job ended (``event``, e.g.
+    ``video.completed``). Only a hint: the actor polls once to confirm it."""
+
+    event: str
+
+
+Command = Cancel | UpstreamHint
 
 
 def _remaining_to_trio(deadline_wall_ms: int | None, fallback_s: float) -> float:
@@ -109,7 +130,7 @@ class TaskActor:
         task: Task,
         *,
         storage: Storage,
-        provider: Provider,
+        provider: Provider | ChannelSet,
         tasks: TaskService,
         config: ActorConfig,
         mailbox: trio.MemoryReceiveChannel[Command],
@@ -118,7 +139,8 @@ class TaskActor:
     ) -> None:
         self.task = task
         self._storage = storage
-        self._provider = provider
+        self._channels = as_channels(provider)
+        self._tried: set[str] = set()  # channels that refused this submission round
         self._tasks = tasks
         self._config = config
         self._mailbox = mailbox
@@ -129,6 +151,13 @@ class TaskActor:
         self._fetch_failures = 0
         self._space_waits = 0
         self._space_deadline: float | None = None
+        self._schedule = self._new_schedule(submitted=False)
+        self._poll_at = trio.current_time()  # a resumed task polls at once
+
+    @property
+    def _provider(self) -> Channel:
+        """The channel this task's create went to (every call for it goes there)."""
+        return self._channels.get(self.task.channel)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -165,14 +194,18 @@ class TaskActor:
                 async def listen() -> None:
                     nonlocal command
                     with contextlib.suppress(trio.EndOfChannel):
-                        command = await self._mailbox.receive()
+                        received = await self._mailbox.receive()
+                        # A webhook only matters while polling: a download goes on.
+                        while isinstance(received, UpstreamHint) and not self._polling():
+                            received = await self._mailbox.receive()
+                        command = received
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(listen)
                 await step()
                 nursery.cancel_scope.cancel()
         except BaseException as error:
-            if command is not None:
+            if isinstance(command, Cancel):
                 command.reply.close()  # its sender settles it through the database
             # The supervisor tells StaleTask, LeaseLost, a database outage and a crash apart:
             # hand it the step's own exception, not the nursery's group around it.
@@ -193,6 +226,9 @@ class TaskActor:
             await self._handle(command)
 
     async def _handle(self, command: Command) -> None:
+        if isinstance(command, UpstreamHint):
+            self._hinted(command)
+            return
         # The reply channel is closed however this ends: should the commit raise, the
         # caller sees EndOfChannel and settles the cancel through the database instead.
         with command.reply:
@@ -206,6 +242,7 @@ class TaskActor:
                 completed_at=wall_ms(),
             )
             command.reply.send_nowait(CancelOutcome(self.task, cancelled=True))
+            await cancel_upstream(self._channels, self.task)
 
     # -- persistence ------------------------------------------------------------------
 
@@ -256,71 +293,125 @@ class TaskActor:
         # a virtual clock jump to it, so the deadline is lifted while the intent is stored.
         job: UpstreamJob | None = None
         try:
-            send = await self._prepare_send()
+            channel, send = await self._prepare_send()
+        except NoChannel as error:
+            await self._no_channel(error)
+            return
+        except UpstreamError as error:
+            await self._fail(*failure_for(error))
+            return
+        try:
             with trio.move_on_at(self._deadline) as timer:
 
                 async def store_intent() -> None:
                     timer.deadline = math.inf
                     try:
-                        await self._store_intent()
+                        await self._store_intent(channel.name)
                     finally:
                         timer.deadline = self._deadline
 
                 job = await send(store_intent)
         except UpstreamError as error:
-            await self._submit_failed(error)
+            await self._submit_failed(error, channel)
             return
         if job is None:
             return
-        await self._store_intent()  # (stored already, unless the provider skipped on_send)
+        # (stored already, unless the provider skipped on_send)
+        await self._store_intent(channel.name)
+        self._schedule = self._new_schedule(submitted=True)
+        self._poll_at = trio.current_time() + self._schedule.first_delay()
         await self._adopt(job, "submitted")
-        await self._wait(self._config.policy.first_delay())
 
-    async def _store_intent(self) -> None:
-        """The create is about to leave: SUBMITTING, from now on a restart looks it up
-        before sending it again. Once per submission (a create the provider retries after
-        a definite refusal is the same intent)."""
+    async def _store_intent(self, channel: str) -> None:
+        """The create is about to leave for ``channel``: SUBMITTING, from now on a restart
+        looks it up there before sending it again. Once per submission (a create the
+        provider retries after a definite refusal is the same intent)."""
         if self.task.phase != Phase.ACCEPTED:
             return
         now = wall_ms()
         await self._commit(
             Phase.SUBMITTING,
-            "submitting to the upstream",
+            f"submitting to the upstream (channel {channel})",
             submit_started_at=now,
             started_at=self.task.started_at or now,
+            channel=channel,
         )
         self._settle_at = trio.current_time() + self._config.submit_settle_s
 
-    async def _prepare_send(self) -> Callable[[OnSend], Awaitable[UpstreamJob]]:
-        """The create call, ready to go: a remix of the source task's upstream job, else a
-        new job (its inputs are read from storage here, before any timer is armed)."""
+    async def _prepare_send(self) -> tuple[Channel, Callable[[OnSend], Awaitable[UpstreamJob]]]:
+        """The channel and the create call, ready to go: a remix of the source task's
+        upstream job (on the source's channel), else a new job on the channel routing picks
+        (its inputs are read from storage here, before any timer is armed)."""
         source_id = self.task.remixed_from_video_id
         if source_id is None:
+            task = self.task
+            channel = self._channels.pick(task.model, task.size, task.duration, exclude=self._tried)
             request = await self._request()
-            return lambda on_send: self._provider.submit(request, on_send=on_send)
+            return channel, lambda on_send: channel.submit(request, on_send=on_send)
         source = await self._storage.tasks.get(source_id)
         if source is None or source.external_video_id is None:
             raise UpstreamError(
                 ErrorKind.INVALID_REQUEST, f"the remixed task {source_id} has no upstream job"
             )
         target = source.external_video_id
-        return lambda on_send: self._provider.remix(target, self.task.prompt, on_send=on_send)
+        channel = self._channels.get(source.channel)
+        return channel, lambda on_send: channel.remix(target, self.task.prompt, on_send=on_send)
 
-    async def _submit_failed(self, error: UpstreamError) -> None:
+    async def _submit_failed(self, error: UpstreamError, channel: Channel) -> None:
         kind = error.kind
         if kind is ErrorKind.AMBIGUOUS_CREATE:
             log.warning("task %s: create outcome unknown (%s)", self.task.video_id, error)
-            await self._store_intent()  # (stored already, unless the provider skipped on_send)
-            return  # stay in SUBMITTING: the next step looks the job up
-        if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT, ErrorKind.TIMEOUT):
-            # A definite "not created": safe to try again later.
-            if self.task.phase == Phase.SUBMITTING:
-                await self._commit(
-                    Phase.ACCEPTED, f"upstream busy: {error.message}", submit_started_at=None
-                )
-            await self._wait(max(self._config.resubmit_delay_s, error.retry_after_s or 0.0))
+            # (stored already, unless the provider skipped on_send)
+            await self._store_intent(channel.name)
+            return  # stay in SUBMITTING on this channel: the next step looks the job up
+        if kind not in _NOT_CREATED:
+            await self._fail(*failure_for(error))
             return
-        await self._fail(*failure_for(error))
+        # A definite "not created": safe to send elsewhere, or here again later.
+        if self.task.phase == Phase.SUBMITTING:
+            await self._commit(
+                Phase.ACCEPTED,
+                f"channel {channel.name} refused: {error.message}",
+                submit_started_at=None,
+            )
+        self._tried.add(channel.name)
+        task = self.task
+        none: NoChannel | None = None
+        if task.remixed_from_video_id is not None:
+            # A remix can only be made where its source lives: no other channel.
+            none = NoChannel("unavailable", "a remix stays on its source's channel")
+        else:
+            try:
+                self._channels.pick(task.model, task.size, task.duration, exclude=self._tried)
+            except NoChannel as unroutable:
+                none = unroutable
+        if none is not None:
+            if kind in (ErrorKind.AUTH, ErrorKind.QUOTA):
+                await self._fail(*failure_for(error))
+                return
+            self._tried.clear()
+            await self._wait(
+                max(
+                    self._config.resubmit_delay_s,
+                    error.retry_after_s or 0.0,
+                    none.retry_after_s or 0.0,
+                )
+            )
+            return
+        log.info(
+            "task %s: %s refused the create; trying another channel", task.video_id, channel.name
+        )
+
+    async def _no_channel(self, error: NoChannel) -> None:
+        """Routing found no channel: fail when none serves the task or all are disabled,
+        else wait for one to cool down and free up."""
+        self._tried.clear()
+        if error.reason == "unserved":
+            await self._fail(ErrorCode.UPSTREAM_REJECTED, str(error))
+        elif error.reason == "disabled":
+            await self._fail(ErrorCode.UPSTREAM_AUTH, str(error))
+        else:
+            await self._wait(error.retry_after_s or self._config.resubmit_delay_s)
 
     async def _adopt(self, job: UpstreamJob, how: str) -> None:
         await self._commit(
@@ -378,13 +469,38 @@ class TaskActor:
 
     # -- polling ----------------------------------------------------------------------
 
+    def _new_schedule(self, *, submitted: bool) -> Schedule:
+        watch = self._config.webhooks
+        if watch is None:
+            return self._config.policy.schedule(trio.current_time(), submitted=submitted)
+        return self._config.policy.schedule(
+            trio.current_time(), submitted=submitted, webhooks=watch.signal(DEFAULT_CHANNEL)
+        )
+
+    def _polling(self) -> bool:
+        return self.task.phase == Phase.POLLING and not self.task.terminal
+
+    def _hinted(self, hint: UpstreamHint) -> None:
+        """A webhook: poll once to confirm, as soon as the upstream lets us."""
+        if not self._polling():
+            return  # not following the job (yet, or any more): nothing to confirm
+        now = trio.current_time()
+        self._poll_at = min(self._poll_at, now + self._schedule.after_webhook(now))
+        log.info("task %s: webhook %s; confirming by a poll", self.task.video_id, hint.event)
+
     async def _poll(self) -> None:
+        """Wait for the schedule's time (a webhook or a command cuts the wait short), then
+        poll once."""
+        now = trio.current_time()
+        if now < self._poll_at:
+            await self._wait(self._poll_at - now)
+            return
         external_id = self.task.external_video_id
         assert external_id is not None, "POLLING without an upstream id"
-        policy = self._config.policy
         try:
             job = await self._provider.get(external_id)
         except UpstreamError as error:
+            now = trio.current_time()  # waits count from the answer (Retry-After, poll-after)
             if error.kind is ErrorKind.NOT_FOUND:
                 await self._fail(ErrorCode.UPSTREAM_JOB_LOST, "the upstream lost track of the job")
                 return
@@ -392,19 +508,16 @@ class TaskActor:
                 await self._fail(*failure_for(error))
                 return
             await self._record_poll()
-            await self._wait(
-                policy.next_delay(
-                    self.task.progress, failed=True, hint=None, retry_after=error.retry_after_s
-                )
+            self._poll_at = now + self._schedule.next_delay(
+                now, self.task.progress, failed=True, hint=None, retry_after=error.retry_after_s
             )
             return
-        await self._observe(job)
-        if not self.task.terminal and self.task.phase == Phase.POLLING:
-            await self._wait(
-                policy.next_delay(
-                    self.task.progress, failed=False, hint=job.poll_after_s, retry_after=None
-                )
-            )
+        now = trio.current_time()
+        delay = self._schedule.next_delay(
+            now, job.progress, failed=False, hint=job.poll_after_s, retry_after=None
+        )
+        self._poll_at = now + delay
+        await self._observe(job, self._schedule.remaining(now))
 
     async def _record_poll(self) -> None:
         """Count a poll that changed nothing visible: no seq bump, no event, and the write
@@ -415,14 +528,16 @@ class TaskActor:
             self.task, poll_count=self.task.poll_count + 1, last_poll_at=now
         )
 
-    async def _observe(self, job: UpstreamJob) -> None:
-        polled: dict[str, Any] = {"poll_count": "+1", "last_poll_at": wall_ms()}
+    async def _observe(self, job: UpstreamJob, remaining_s: float | None) -> None:
+        now = wall_ms()
+        polled: dict[str, Any] = {"poll_count": "+1", "last_poll_at": now}
         if job.is_done:
             await self._commit(
                 Phase.FETCHING,
                 "finished upstream; fetching the result",
                 progress=max(job.progress, 99),
                 upstream_expires_at=_ms(job.expires_at),
+                estimated_end_at=now,
                 **polled,
             )
         elif job.status is UpstreamStatus.COMPLETED or job.status is UpstreamStatus.FAILED:
@@ -433,7 +548,11 @@ class TaskActor:
             await self._fail(ErrorCode.UPSTREAM_FAILED, "the upstream cancelled the job")
         elif job.progress > self.task.progress:
             await self._commit(
-                Phase.POLLING, f"progress {job.progress}%", progress=job.progress, **polled
+                Phase.POLLING,
+                f"progress {job.progress}%",
+                progress=job.progress,
+                estimated_end_at=None if remaining_s is None else now + round(remaining_s * 1000),
+                **polled,
             )
         else:
             await self._record_poll()
@@ -530,6 +649,34 @@ class TaskActor:
             await trio.sleep(delay)
         else:
             await self._wait(delay)
+
+
+# Create failures that prove the upstream made no job: the task may go to another channel.
+_NOT_CREATED = frozenset(
+    {
+        ErrorKind.RATE_LIMITED,
+        ErrorKind.TRANSIENT,
+        ErrorKind.TIMEOUT,
+        ErrorKind.AUTH,
+        ErrorKind.QUOTA,
+    }
+)
+# How long a cancel waits for the upstream to take the job's cancel too.
+UPSTREAM_CANCEL_TIMEOUT_S = 10.0
+
+
+async def cancel_upstream(channels: ChannelSet, task: Task) -> None:
+    """Best effort after a task was cancelled here: stop its job upstream too, where the
+    channel's dialect can (Replicate); the OpenAI-compatible contract has no cancel."""
+    if task.external_video_id is None:
+        return
+    channel = channels.get(task.channel)
+    with trio.move_on_after(UPSTREAM_CANCEL_TIMEOUT_S):
+        try:
+            if await channel.cancel(task.external_video_id):
+                log.info("task %s: cancelled upstream too", task.video_id)
+        except UpstreamError as error:
+            log.warning("task %s: upstream cancel failed (%s)", task.video_id, error)
 
 
 def _sole_error(error: BaseException) -> BaseException:

@@ -21,12 +21,13 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from .clock import wall_ms
 from .hub import Hub, TaskEvent
 from .lifecycle import PUBLIC_STATUS, RETRYABLE, ErrorCode, Phase, transition
+from .plans import Plans, Wish
 from .storage import Activity, NewTask, StaleTask, Storage, Task
 
 # A reference image for image-to-video: (content type, file name, bytes).
@@ -86,12 +87,21 @@ class TaskService:
     # Tries of the conditional update when ending a task that others may write meanwhile.
     END_ATTEMPTS = 5
 
-    def __init__(self, storage: Storage, hub: Hub, *, deadline_s: float | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        hub: Hub,
+        *,
+        deadline_s: float | None = None,
+        plans: Plans | None = None,
+    ) -> None:
         """``deadline_s``: a task still unfinished this long after acceptance fails (None:
-        the actor's own default, counted from when it starts)."""
+        the actor's own default, counted from when it starts). ``plans``: what each user
+        may create (None: anything, as for tests and benchmarks of other parts)."""
         self._storage = storage
         self._hub = hub
         self._deadline_s = deadline_s
+        self._plans = plans
         self._runner: Runner | None = None
 
     def run_with(self, runner: Runner) -> None:
@@ -112,7 +122,8 @@ class TaskService:
         """Store a task in its first state and start its actor; ``(task, created)``.
 
         With an Idempotency-Key this user used before: the first task and False when the
-        order is the same, Conflict(field="idempotency_key") when it is not.
+        order is the same, Conflict(field="idempotency_key") when it is not. Otherwise, with
+        plans: PlanForbids or QuotaExceeded when the user's plan does not admit it.
         """
         video_id = f"video_{uuid.uuid4()}"
         runner = self._runner
@@ -136,9 +147,23 @@ class TaskService:
             # Created here, run here: no other instance has to discover it.
             owner=runner.owner if runner else None,
             lease_expires_at=runner.new_lease_until() if runner else None,
+            media_type="IMAGE" if image else "VIDEO",
         )
-        activity = Activity("task_create", user_id, {"videoId": video_id}, ip, user_agent)
-        task, created = await self._storage.tasks.create(new, activity)
+        details: dict[str, Any] = {
+            "videoId": video_id,
+            "model": order.model,
+            "size": order.size,
+            "duration": order.duration,
+            "image": image is not None,
+        }
+        if order.remixed_from:
+            details["remixedFrom"] = order.remixed_from
+        activity = Activity("generate_video", user_id, details, ip, user_agent)
+        gate = None
+        if self._plans is not None:
+            wish = Wish(order.model, order.size, order.duration, image is not None)
+            gate = self._plans.gate(wish)
+        task, created = await self._storage.tasks.create(new, activity, gate)
         if runner is not None:
             runner.start(task)
         return task, created
@@ -203,9 +228,11 @@ class TaskService:
                 return None
             if task.terminal:
                 return CancelOutcome(task, cancelled=False)
+            # The log names the task's owner even when the caller did not know it.
+            logged = activity if activity.user_id else replace(activity, user_id=task.user_id)
             try:
                 ended = await self.advance(
-                    task, target, message, activity=activity, completed_at=wall_ms(), **changes
+                    task, target, message, activity=logged, completed_at=wall_ms(), **changes
                 )
             except StaleTask:
                 continue

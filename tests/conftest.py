@@ -23,6 +23,10 @@ from tests.harness import LiveServer, live_server
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TEST_SECRET = "test-secret-" + "x" * 40
+# Tests that are not about plans run users without a licence on a plan without limits, so
+# that the shipped FREE plan's limits do not change what they test (the plan tests set
+# their own plans and default_plan).
+OPEN_PLAN = {"OPEN": {}}
 
 
 def postgres_server_url() -> str:
@@ -78,6 +82,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "jwt_secret": TEST_SECRET,
         "bcrypt_rounds": 4,
         "shutdown_grace_seconds": 2.0,
+        "plans": OPEN_PLAN,
+        "default_plan": "OPEN",
     }
     values.update(overrides)
     return load(environ={}, overrides=values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx2
 import trio
 
-from tests.conftest import TEST_SECRET
+from tests.conftest import OPEN_PLAN, TEST_SECRET
 
 CLI = [sys.executable, "-m", "sora_actors.cli"]
 
@@ -54,6 +55,8 @@ def serve(
         "SORA_BCRYPT_ROUNDS": "4",
         "SORA_UPSTREAM_URL": upstream,
         "SORA_UPSTREAM_API_KEY": api_key,
+        "SORA_PLANS": json.dumps(OPEN_PLAN),
+        "SORA_DEFAULT_PLAN": "OPEN",
         **{f"SORA_{key.upper()}": value for key, value in settings.items()},
     }
     data_dir.mkdir(parents=True, exist_ok=True)

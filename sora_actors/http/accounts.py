@@ -10,9 +10,11 @@ from ..storage import Activity, Conflict, NewSession, User
 from .apidoc import documented
 from .context import caller, client_address, ctx
 from .envelope import ApiError, ok
+from .licence_schemas import MeStandingEnvelope, MeStandingOut
+from .licences import standing
 from .models import LoginOut, LoginRequest, LogoutOut, MeOut, RegisterRequest, UserOut, VerifyOut
 from .ratelimit import admit
-from .schemas import LoginEnvelope, LogoutEnvelope, MeEnvelope, UserEnvelope, VerifyEnvelope
+from .schemas import LoginEnvelope, LogoutEnvelope, UserEnvelope, VerifyEnvelope
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/api/auth")
 
@@ -35,6 +37,7 @@ def _activity(action: str, user_id: str | None = None, **details: object) -> Act
     status=201,
     json_body=RegisterRequest,
     errors={
+        403: ("REGISTRATION_CLOSED",),
         409: ("USERNAME_TAKEN", "EMAIL_TAKEN"),
         429: ("TOO_MANY_REGISTRATIONS",),
         503: ("SERVER_BUSY",),
@@ -42,8 +45,10 @@ def _activity(action: str, user_id: str | None = None, **details: object) -> Act
 )
 @validate_request(RegisterRequest)
 async def register(data: RegisterRequest) -> Response:
-    """Create an account."""
+    """Create an account (unless an operator closed registration: 403 REGISTRATION_CLOSED)."""
     context = ctx()
+    if not context.services.runtime.config.current().registration_open:
+        raise ApiError(403, "REGISTRATION_CLOSED", "Registration is closed.")
     if context.registrations is not None:
         message = "Too many registrations from this address"
         admit(context.registrations, client_address(), "TOO_MANY_REGISTRATIONS", message)
@@ -116,11 +121,24 @@ async def login(data: LoginRequest) -> Response:
 
 
 @blueprint.get("/me")
-@documented(MeEnvelope, auth=True)
+@documented(MeStandingEnvelope, auth=True)
 async def me() -> Response:
-    """The account behind the token."""
+    """The account behind the token, its plan and what is used of it."""
     _, user = await caller()
-    return ok(me_out(user))
+    held = await standing(user.id)
+    return ok(
+        MeStandingOut(
+            id=user.id,
+            username=user.username,
+            email=user.email,
+            role=user.role,
+            is_active=user.is_active,
+            last_login=iso(user.last_login),
+            created_at=iso(user.created_at),
+            plan=held.plan_out(),
+            usage=held.usage_out(),
+        )
+    )
 
 
 @blueprint.get("/verify")

@@ -89,6 +89,12 @@ ACCOUNT_DISABLED, banned 401 ACCOUNT_BANNED, one whose session ended (`POST
 403 FORBIDDEN to a token of a non-admin.
 Every response carries `X-Request-Id` (the caller's, if sane, else generated); quote it
 when reporting a problem.
+
+Task creation (JSON, multipart, remix) follows the caller's plan (their licence's, else the
+default one; `GET /api/license/info`): 403 PLAN_FORBIDS names the model, size, duration or
+image-to-video the plan leaves out (`error.details.field`); 429 QUOTA_EXCEEDED says which
+count is reached (`error.details`: `limit`, `used`, `window` = running, 24h or 30d) and
+`Retry-After` when another try may succeed. A repeated Idempotency-Key still gets its task.
 """
 
 
@@ -102,6 +108,25 @@ class RouteDoc:
     raw: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     multipart: type[BaseModel] | None = None
     body_required: bool = False
+
+
+# One Server-Sent Event (before OpenAPI 3.2, an event stream's schema describes each event).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "description": "taskUpdate"},
+        "data": {"type": "string", "description": "JSON: the WebSocket event's payload + type"},
+        "id": {"type": "string", "description": "the cursor to resume from (Last-Event-ID)"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
+def _raw_media(kind: str) -> dict[str, Any]:
+    """A raw answer's media entry: bytes, or for an event stream, one event."""
+    if kind == "text/event-stream":
+        return {"schema": copy.deepcopy(SSE_EVENT_SCHEMA)}
+    return {"schema": {"type": "string", "format": "binary"}}
 
 
 def documented(
@@ -138,6 +163,8 @@ def documented(
     if storage:
         for error_status, codes in STORAGE_ERRORS.items():
             add(error_status, codes)
+    if query is not None:
+        add(400, ("INVALID_CHARACTER",))  # a NUL in a query value (refused in app.py)
     add(500, ("INTERNAL_ERROR",))
     doc = RouteDoc(
         success=status,
@@ -240,8 +267,7 @@ class SoraOpenAPI(OpenAPIProvider):
         for status in doc.errors.keys() - responses.keys():  # added here, not by decorators
             responses[status] = copy.deepcopy(responses[500])
         for status, types in doc.raw.items():
-            binary = {"schema": {"type": "string", "format": "binary"}}
-            responses[status] = {"content": {kind: dict(binary) for kind in types}}
+            responses[status] = {"content": {kind: _raw_media(kind) for kind in types}}
         for status, response in responses.items():
             response = dict(response)
             for media in response.get("content", {}).values():

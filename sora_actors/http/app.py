@@ -13,17 +13,23 @@ from quart_trio.wrappers.request import TrioRequest
 from ..services import Services
 from . import (
     accounts,
+    admin_licences,
     admin_users,
     apidoc,
+    channels_admin,
     console,
     cors,
     errors,
     files,
     health,
+    licences,
     links,
     observe,
+    operations,
     ratelimit,
+    sse,
     tasks,
+    webhooks,
     ws,
 )
 from .context import EXTENSION_KEY, HttpContext, ctx
@@ -176,5 +182,13 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(files.blueprint)
     app.register_blueprint(console.blueprint)
     app.register_blueprint(apidoc.blueprint)
+    app.register_blueprint(webhooks.blueprint)
+    licences.install(app, settings)
+    app.register_blueprint(admin_licences.blueprint)
+    app.register_blueprint(sse.blueprint)
+    sse.install(services.runtime.hub)
+    app.register_blueprint(channels_admin.blueprint)
+    app.register_blueprint(operations.blueprint)
+    app.register_blueprint(operations.public)
     large_body(tasks.create)
     return app

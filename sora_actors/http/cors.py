@@ -14,6 +14,12 @@ ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 def install(app: Quart, settings: Settings) -> None:
     @app.after_request
     async def _cors(response: Response) -> Response:
+        if request.method == "OPTIONS" and response.status_code == 200:
+            # Quart's automatic OPTIONS answer is an empty text/html 200: a preflight's
+            # answer is 204 No Content, with no body and no content type.
+            allow = response.headers.get("Allow")
+            response = Response(b"", status=204, headers={"Allow": allow} if allow else {})
+            del response.headers["Content-Type"]
         origin = request.headers.get("Origin")
         if origin is None or not settings.allows_origin(origin):
             return response

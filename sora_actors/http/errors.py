@@ -40,6 +40,12 @@ def validation_details(error: Exception) -> list[dict[str, Any]]:
     return [{"field": "body", "message": str(error)}]
 
 
+def invalid(details: list[dict[str, Any]]) -> ApiError:
+    """400 VALIDATION_ERROR: ``details`` lists every bad field and the message names them all."""
+    message = "; ".join(f"{item['field']}: {item['message']}" for item in details)
+    return ApiError(400, "VALIDATION_ERROR", message or "the request is invalid", details=details)
+
+
 def _target() -> str:
     """``METHOD /path`` of the request (``WS /path`` for a WebSocket handshake)."""
     if has_websocket_context():
@@ -56,10 +62,7 @@ def install(app: Quart) -> None:
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _invalid(error: RequestSchemaValidationError) -> Response:
-        details = validation_details(error.validation_error)
-        first = details[0]
-        message = f"{first['field']}: {first['message']}"
-        return ApiError(400, "VALIDATION_ERROR", message, details=details).response()
+        return invalid(validation_details(error.validation_error)).response()
 
     @app.errorhandler(HTTPException)
     async def _http(error: HTTPException) -> Response:

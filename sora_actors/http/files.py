@@ -30,6 +30,8 @@ blueprint = Blueprint("files", __name__)
 
 # At most 18 digits: larger numbers are no file's offsets (and Python refuses to parse
 # very long ones).
+# What a reference image (the ``reference`` variant) may be: tasks accept these three.
+REFERENCE_TYPES = ("image/png", "image/jpeg", "image/webp")
 _RANGE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 
 
@@ -101,7 +103,10 @@ def _unsatisfiable(size: int) -> ApiError:
     None,
     query=FileQuery,
     headers=RangeHeaders,
-    raw={200: tuple(CONTENT_TYPES.values()), 206: tuple(CONTENT_TYPES.values())},
+    raw={
+        200: (*CONTENT_TYPES.values(), *REFERENCE_TYPES),
+        206: tuple(CONTENT_TYPES.values()),
+    },
     errors={
         403: ("CONTENT_URL_EXPIRED", "CONTENT_URL_INVALID"),
         404: ("CONTENT_NOT_FOUND",),
@@ -121,6 +126,8 @@ async def media_file(video_id: str, variant: str) -> Response:
     if verdict is not Verdict.VALID:
         raise ApiError(403, "CONTENT_URL_INVALID", "This link is not valid.")
     services = ctx().services
+    if variant == signing.REFERENCE:
+        return await _reference_image(video_id)
     task = await services.storage.tasks.get(video_id)
     if task is None or variant not in CONTENT_TYPES:
         raise ApiError(404, "CONTENT_NOT_FOUND", "No such file.")
@@ -165,6 +172,18 @@ async def media_file(video_id: str, variant: str) -> Response:
     )
     response.headers.update(headers)  # after the body: Content-Length is the file's, not b""'s
     response.timeout = None  # a long video on a slow link must not be cut off at 60 s
+    return response
+
+
+async def _reference_image(video_id: str) -> Response:
+    """The reference image a task was created with (the task JSON's ``referenceImage``)."""
+    image = await ctx().services.storage.tasks.input_image(video_id)
+    if image is None:
+        raise ApiError(404, "CONTENT_NOT_FOUND", "No such file.")
+    content_type, _filename, data = image
+    response = Response(data, status=200, content_type=content_type)
+    response.headers["Cache-Control"] = f"private, max-age={_max_age()}"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

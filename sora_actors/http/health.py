@@ -1,5 +1,5 @@
 """``GET /health``: is this process fit to serve? 503 when the database does not answer;
-``degraded`` when a disk is full."""
+``degraded`` when a disk is full or no upstream channel is usable."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import trio
 from quart import Blueprint, Response
 
+from ..channels import ChannelStatistics
 from ..clock import iso, wall_ms
 from ..storage import StorageError
 from .apidoc import documented
@@ -18,6 +19,22 @@ from .schemas import HealthEnvelope
 blueprint = Blueprint("health", __name__)
 
 PING_TIMEOUT_SECONDS = 2.0
+
+
+def channel_report(c: ChannelStatistics) -> dict[str, Any]:
+    """One channel's health, as /health and the admin API show it."""
+    return {
+        "name": c.name,
+        "dialect": c.dialect,
+        "priority": c.priority,
+        "weight": c.weight,
+        "state": c.state,
+        "disabledReason": c.disabled_reason,
+        "jobsRunning": c.jobs_running,
+        "errorRate": c.error_rate,
+        "latencyMs": c.latency_ms,
+        "retryIn": c.retry_in_s,
+    }
 
 
 @blueprint.get("/health")
@@ -46,7 +63,10 @@ async def health() -> Response:
         "fullSince": iso(keeper.full_since),
         "pendingSpace": len(keeper.pending_space),
     }
-    healthy = writable and keeper.full_since is None
+    channels = [channel_report(c) for c in services.runtime.channels.statistics()]
+    # No usable channel: new tasks wait (or fail), though reads and open tasks are served.
+    usable = any(c["state"] in ("closed", "half_open") for c in channels)
+    healthy = writable and keeper.full_since is None and usable
     report = {
         "status": "ok" if healthy else "degraded",
         "timestamp": iso(wall_ms()),
@@ -54,6 +74,7 @@ async def health() -> Response:
         "version": services.version,
         "database": database,
         "content": content,
+        "channels": channels,
     }
     if not reachable:
         raise ApiError(503, "DATABASE_UNAVAILABLE", "The database is unreachable.", details=report)

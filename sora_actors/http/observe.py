@@ -24,6 +24,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from quart import Blueprint, Quart, Response, current_app, request
 
+from ..channels import ChannelStatistics
 from ..logs import CURRENT_REQUEST, RequestScope
 from ..services import Services
 from ..storage import StorageError
@@ -148,6 +149,7 @@ class RuntimeCollector(Collector):
             "Creates waiting for a free upstream job slot",
             limiter.waiting_for_slot,
         )
+        yield from _channel_metrics(runtime.channels.statistics())
         yield GaugeMetricFamily(
             "sora_ws_connections", "Open WebSocket connections", hub.connections
         )
@@ -187,6 +189,48 @@ class RuntimeCollector(Collector):
             "Finished tasks waiting for space to store their video",
             len(keeper.pending_space),
         )
+
+
+_CIRCUIT_STATES = ("closed", "half_open", "open", "disabled")
+
+
+def _channel_metrics(channels: list[ChannelStatistics]) -> Iterator[Metric]:
+    """Per upstream channel: circuit state, jobs, calls, errors, error rate, latency."""
+    state = GaugeMetricFamily(
+        "sora_channel_state",
+        "1 for the channel's current state (closed, half_open, open, disabled)",
+        labels=["channel", "state"],
+    )
+    disabled = GaugeMetricFamily(
+        "sora_channel_disabled",
+        "1 while the channel is disabled (401/403 or config)",
+        labels=["channel"],
+    )
+    jobs = GaugeMetricFamily(
+        "sora_channel_jobs_running", "Upstream jobs unfinished on the channel", labels=["channel"]
+    )
+    calls = CounterMetricFamily(
+        "sora_channel_calls", "Calls to the channel's upstream", labels=["channel"]
+    )
+    errors = CounterMetricFamily(
+        "sora_channel_errors", "Calls to the channel that failed it", labels=["channel"]
+    )
+    rate = GaugeMetricFamily(
+        "sora_channel_error_rate", "Failed share of the last 100 calls", labels=["channel"]
+    )
+    latency = GaugeMetricFamily(
+        "sora_channel_latency_seconds", "Mean latency of the last 100 calls", labels=["channel"]
+    )
+    for c in channels:
+        for name in _CIRCUIT_STATES:
+            state.add_metric([c.name, name], int(c.state == name))
+        disabled.add_metric([c.name], int(c.state == "disabled"))
+        jobs.add_metric([c.name], c.jobs_running)
+        calls.add_metric([c.name], c.calls)
+        errors.add_metric([c.name], c.errors)
+        rate.add_metric([c.name], c.error_rate)
+        latency.add_metric([c.name], (c.latency_ms or 0.0) / 1000)
+    yield from (state, disabled, jobs, calls, errors, rate, latency)
 
 
 class ConnectionCollector(Collector):

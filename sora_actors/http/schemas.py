@@ -57,6 +57,10 @@ class Ok(Out, Generic[T]):
 # -- bodies ---------------------------------------------------------------------------------
 
 
+class TaskMetadata(Out):
+    external_task_id: str | None
+
+
 class TaskOut(Out):
     """A video task (REST: times are ISO 8601 UTC)."""
 
@@ -87,6 +91,20 @@ class TaskOut(Out):
     completed_at: str | None
     remixed_from_video_id: str | None
     seq: int = Field(description="Version of the task; grows with every stored change")
+    external_task_id: str | None = Field(description="The old backend's externalVideoId")
+    aspect_ratio: Literal["16:9", "9:16"] = Field(description="From size")
+    client_request_id: str | None = Field(
+        description="The create's clientRequestId (or Idempotency-Key)"
+    )
+    reference_image: str | None = Field(
+        description="Signed link to the reference image (image-to-video), else null"
+    )
+    current_step: int | None = Field(
+        description="1 queued, 2 submitted, 3 generating, 4 downloading, 5 completed; "
+        "null once failed or cancelled"
+    )
+    total_steps: int
+    metadata: TaskMetadata
 
 
 class TaskPage(Out):
@@ -136,6 +154,55 @@ class ContentHealth(Out):
     pending_space: int = Field(description="tasks waiting for space to store their video")
 
 
+class ChannelHealth(Out):
+    name: str
+    dialect: str
+    priority: int
+    weight: float
+    state: Literal["closed", "open", "half_open", "disabled"] = Field(
+        description="circuit state; disabled: switched off, or refused our key (401/403)"
+    )
+    disabled_reason: str | None
+    jobs_running: int = Field(description="upstream jobs unfinished plus creates in flight")
+    error_rate: float = Field(description="share of the last 100 calls that failed")
+    latency_ms: float | None = Field(description="mean of the last 100 calls")
+    retry_in: float = Field(description="open: seconds until a probe may go")
+
+
+class AdminChannelOut(Out):
+    """A channel as configured (keys shown by their last 4 characters) and as it fares."""
+
+    name: str
+    dialect: str
+    base_url: str
+    keys: list[str] = Field(description="each key's last 4 characters, e.g. ...a1b2")
+    auth_style: str
+    model_map: dict[str, str]
+    models: list[str]
+    sizes: list[str]
+    durations: list[int]
+    priority: int
+    weight: float
+    max_concurrent_jobs: int
+    max_requests_per_second: float
+    enabled: bool
+    webhook_secret_set: bool
+    health: ChannelHealth
+
+
+class AdminChannelsOut(Out):
+    channels: list[AdminChannelOut]
+
+
+class ChannelTestOut(Out):
+    name: str
+    ok: bool
+    latency_ms: float
+    status: int | None = Field(description="the upstream's HTTP status on failure")
+    error: str | None
+    reenabled: bool = Field(description="a channel disabled by a 401/403 is enabled again")
+
+
 class HealthOut(Out):
     status: Literal["ok", "degraded"]
     timestamp: str | None
@@ -143,6 +210,9 @@ class HealthOut(Out):
     version: str
     database: DatabaseHealth
     content: ContentHealth
+    channels: list[ChannelHealth] = Field(
+        default_factory=list, description="upstream channels; degraded when none is usable"
+    )
 
 
 # Named envelopes: readable component names in the document.
@@ -192,6 +262,14 @@ class HealthEnvelope(Ok[HealthOut]):
     pass
 
 
+class AdminChannelsEnvelope(Ok[AdminChannelsOut]):
+    pass
+
+
+class ChannelTestEnvelope(Ok[ChannelTestOut]):
+    pass
+
+
 # -- parameters -----------------------------------------------------------------------------
 
 
@@ -203,6 +281,11 @@ class TaskListQuery(BaseModel):
     status: TaskStatus | None = Field(default=None, description="filter (case-insensitive)")
     order: Literal["asc", "desc"] | None = Field(default=None, description="by createdAt")
     cursor: str | None = Field(default=None, description="nextCursor of the previous page")
+    client_request_id: str | None = Field(
+        default=None,
+        alias="clientRequestId",
+        description="the task created with this clientRequestId (or Idempotency-Key), if any",
+    )
 
 
 class IdempotencyHeaders(BaseModel):

@@ -133,6 +133,17 @@ def media_url(task: Task, variant: str) -> SignedUrl | None:
     return signer.sign(task.video_id, variant, base=request_origin())
 
 
+REFERENCE = "reference"  # the variant name of a task's reference image (image-to-video)
+
+
+def reference_url(task: Task) -> str | None:
+    """A signed link to the reference image an image-to-video task was created with."""
+    signer = current_signer()
+    if task.media_type != "IMAGE" or signer is None:
+        return None
+    return signer.sign(task.video_id, REFERENCE, base=request_origin()).url
+
+
 def content_status(task: Task) -> str | None:
     """STORED (copy present), EXPIRED (removed: retention, or lost upstream), PENDING_SPACE
     (finished upstream, waiting for room in our content store), else None."""

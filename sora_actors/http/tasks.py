@@ -14,13 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from quart import Blueprint, Response, request
 
 from ..lifecycle import Status
+from ..plans import PlanForbids
 from ..storage import Activity, Conflict, Task
+from ..storage.quota import QuotaExceeded
 from ..task_service import Image, Order
+from . import compat
 from .apidoc import documented
 from .context import client_address, ctx, principal
 from .envelope import ApiError, ok
-from .errors import validation_details
+from .errors import invalid, validation_details
 from .models import Prompt
+from .ratelimit import retry_after
 from .schemas import (
     IdempotencyHeaders,
     StatsEnvelope,
@@ -32,8 +36,8 @@ from .wire import task_wire
 
 blueprint = Blueprint("tasks", __name__, url_prefix="/api/video")
 
-MODELS = ("sora-2", "sora-2-pro", "sora_video2")
-SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+MODELS = compat.MODELS
+SIZES = compat.SIZES
 DURATIONS = (4, 5, 8, 10, 12, 15)
 IMAGE_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 STATUSES = tuple(status.value for status in Status)
@@ -45,7 +49,7 @@ CreateModel = TypeVar("CreateModel", bound="TaskCreate")
 
 # The values each create field accepts, and the unit its error message names.
 _CHOICES: dict[str, tuple[tuple[object, ...], str]] = {
-    "model": (MODELS, ""),
+    "model": (compat.ACCEPTED_MODELS, ""),
     "size": (SIZES, ""),
     "duration": (DURATIONS, " (seconds)"),
 }
@@ -59,7 +63,11 @@ class TaskCreate(BaseModel):
     # The enums are also checked by the validators below (with friendlier messages);
     # they are in the schema so that /openapi.json says what is accepted.
     prompt: Prompt
-    model: str = Field(default="sora-2", json_schema_extra={"enum": list(MODELS)})
+    model: str = Field(
+        default="sora-2",
+        description="ours, or an old name that encodes orientation, tier and length",
+        json_schema_extra={"enum": list(compat.ACCEPTED_MODELS)},
+    )
     size: str = Field(default="720x1280", json_schema_extra={"enum": list(SIZES)})
     duration: int = Field(
         default=4,
@@ -67,6 +75,49 @@ class TaskCreate(BaseModel):
         description='seconds, a JSON integer (not "10" or 10.0)',
         json_schema_extra=_DURATION_ENUM,
     )
+    aspect_ratio: str | None = Field(
+        default=None,
+        alias="aspectRatio",
+        description="16:9 or landscape, 9:16 or portrait (also read as aspect_ratio)",
+        json_schema_extra={"enum": list(compat.ASPECT_RATIOS)},
+    )
+    hd: bool | None = Field(default=None, description="the model's larger size, if it has one")
+    watermark: bool | None = Field(default=None, description="accepted and ignored")
+    n: int | None = Field(default=None, description="videos per request: only 1")
+    client_request_id: str | None = Field(
+        default=None,
+        alias="clientRequestId",
+        min_length=1,
+        max_length=255,
+        description="an idempotency key, like the Idempotency-Key header; "
+        "find the task again with GET /api/video/tasks?clientRequestId=",
+    )
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _ratio(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() not in compat.ASPECT_RATIOS:
+            raise ValueError(f"must be one of {', '.join(compat.ASPECT_RATIOS)}")
+        return value
+
+    @field_validator("hd", "watermark", mode="before")
+    @classmethod
+    def _form_bool(cls, value: Any) -> Any:
+        return compat.as_bool(value)
+
+    @field_validator("client_request_id")
+    @classmethod
+    def _key_text(cls, value: str | None) -> str | None:
+        if value is not None and ("\x00" in value or not value.strip()):
+            raise ValueError("must be 1 to 255 characters, not blank, without NUL")
+        return value
+
+    @field_validator("n")
+    @classmethod
+    def _one(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError("must be 1: one video per request")
+        return value
 
     @field_validator("duration", "seconds", mode="before", check_fields=False)
     @classmethod
@@ -118,6 +169,11 @@ class TaskCreateForm(BaseModel):
     input_reference: bytes | None = Field(
         default=None, description="Reference image file (PNG, JPEG or WebP): image-to-video"
     )
+    aspectRatio: str | None = Field(default=None, description="as in the JSON body")
+    hd: bool | None = None
+    watermark: bool | None = None
+    n: int | None = Field(default=None, description="only 1")
+    clientRequestId: str | None = Field(default=None, description="as in the JSON body")
 
 
 def image_type(data: bytes) -> str | None:
@@ -165,13 +221,50 @@ def _decode_data_url(value: str, limit: int) -> bytes:
 
 
 def _validate(model: type[CreateModel], fields: dict[str, Any]) -> CreateModel:
+    if "aspect_ratio" in fields and "aspectRatio" not in fields:
+        fields["aspectRatio"] = fields.pop("aspect_ratio")
     try:
         return model.model_validate(fields)
     except ValidationError as error:
         details = validation_details(error)
-        first = details[0]
+        for detail in details:
+            if detail["field"] == "model":  # say which names are accepted
+                detail["accepted"] = list(compat.ACCEPTED_MODELS)
+        raise invalid(details) from None
+
+
+# The create fields a multipart form may carry as text (the file part is read apart).
+_FORM_FIELDS = (
+    "prompt",
+    "model",
+    "size",
+    "aspectRatio",
+    "aspect_ratio",
+    "hd",
+    "watermark",
+    "n",
+    "clientRequestId",
+)
+
+
+def shape(body: TaskCreate) -> compat.Shape:
+    """Our model, size and duration for the request (old names and aspectRatio mapped)."""
+    given = body.model_fields_set
+    try:
+        return compat.resolve(
+            body.model,
+            body.size if "size" in given else None,
+            body.duration if "duration" in given else None,
+            body.aspect_ratio,
+            body.hd,
+            default_duration=body.duration,
+        )
+    except compat.Contradiction as clash:
         raise ApiError(
-            400, "VALIDATION_ERROR", f"{first['field']}: {first['message']}", details=details
+            422,
+            "CONFLICTING_FIELDS",
+            f"{' and '.join(clash.fields)} disagree: {clash.message}",
+            details=[{"field": field, "message": clash.message} for field in clash.fields],
         ) from None
 
 
@@ -181,9 +274,7 @@ async def _read_create_request() -> tuple[TaskCreate, Image | None]:
     if request.mimetype == "multipart/form-data":
         form = await request.form
         files = await request.files
-        fields: dict[str, Any] = {
-            key: form[key] for key in ("prompt", "model", "size") if key in form
-        }
+        fields: dict[str, Any] = {key: form[key] for key in _FORM_FIELDS if key in form}
         seconds = form.get("seconds") or form.get("duration")
         if seconds is not None:  # form fields are text: plain digits are the integer
             digits = seconds.isascii() and seconds.isdigit() and len(seconds) <= 9
@@ -194,9 +285,7 @@ async def _read_create_request() -> tuple[TaskCreate, Image | None]:
             return body, None
         data = upload.read()
         return body, (_check_image(data, limit), upload.filename or "reference", data)
-    raw = await request.get_json()
-    if not isinstance(raw, dict):
-        raise ApiError(400, "VALIDATION_ERROR", "body: must be a JSON object")
+    raw = json_object(await request.get_json())
     if "duration" not in raw and "seconds" in raw:
         raw["duration"] = raw["seconds"]
     body = _validate(TaskCreateJson, raw)
@@ -206,17 +295,44 @@ async def _read_create_request() -> tuple[TaskCreate, Image | None]:
     return body, (_check_image(data, limit), "reference", data)
 
 
-def idempotency_key() -> str | None:
-    """The request's Idempotency-Key header, checked (None without one)."""
+def json_object(raw: Any) -> dict[str, Any]:
+    """The body, which must be a JSON object (an array, say, is a 400 naming ``body``)."""
+    if not isinstance(raw, dict):
+        raise invalid([{"field": "body", "message": "must be a JSON object"}])
+    return raw
+
+
+def idempotency_key(body_key: str | None = None) -> str | None:
+    """The request's idempotency key: the Idempotency-Key header or the body's
+    ``clientRequestId`` (the old backend's name for it); both, and different: 422."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        return None
+        return body_key
+    if body_key is not None and key.strip() != body_key:
+        raise ApiError(
+            422,
+            "CONFLICTING_FIELDS",
+            "Idempotency-Key and clientRequestId disagree: send one, or the same value in both.",
+            details=[
+                {"field": "Idempotency-Key", "message": "differs from clientRequestId"},
+                {"field": "clientRequestId", "message": "differs from Idempotency-Key"},
+            ],
+        )
     key = key.strip()
     if not key or len(key) > 255:
         raise ApiError(
             400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 characters."
         )
     return key
+
+
+# How a QuotaExceeded window reads in a message.
+_WINDOWS = {
+    "running": "tasks running at once",
+    "24h": "tasks in 24 hours",
+    "30d": "tasks in 30 days",
+}
+QUOTA_ERRORS = {403: ("PLAN_FORBIDS",), 429: ("QUOTA_EXCEEDED",)}
 
 
 def _activity(action: str, user_id: str, **details: object) -> Activity:
@@ -233,8 +349,18 @@ async def owned_task(video_id: str, user_id: str) -> Task:
     return task
 
 
+def refuse_in_maintenance() -> None:
+    """503 MAINTENANCE with the operator's message while maintenance mode is on (new tasks
+    only: running ones go on)."""
+    maintenance = ctx().services.runtime.config.current().maintenance
+    if maintenance.enabled:
+        raise ApiError(503, "MAINTENANCE", maintenance.notice)
+
+
 async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task, bool]:
-    """Accept a task through the task service (which starts its actor); ``(task, created)``."""
+    """Accept a task through the task service (which starts its actor); ``(task, created)``.
+    Every creating route (JSON, multipart, remix) comes here."""
+    refuse_in_maintenance()
     try:
         return await ctx().services.runtime.tasks.accept(
             user_id,
@@ -249,6 +375,22 @@ async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task
             "IDEMPOTENCY_KEY_REUSED",
             "This Idempotency-Key was already used with a different request.",
         ) from clash
+    except PlanForbids as no:
+        raise ApiError(
+            403,
+            "PLAN_FORBIDS",
+            f"Your plan ({no.plan}) does not allow {no.field} {no.value}.",
+            details={"plan": no.plan, "field": no.field, "value": no.value, "allowed": no.allowed},
+        ) from None
+    except QuotaExceeded as full:
+        raise ApiError(
+            429,
+            "QUOTA_EXCEEDED",
+            f"Your plan allows {full.limit} {_WINDOWS[full.window]}; "
+            f"try again in {full.retry_after} s.",
+            details={"limit": full.limit, "used": full.used, "window": full.window},
+            headers=retry_after(full.retry_after),
+        ) from None
 
 
 @blueprint.post("/tasks")
@@ -263,15 +405,18 @@ async def create_task(user_id: str, order: Order, key: str | None) -> tuple[Task
         400: ("BAD_REQUEST", "INVALID_IMAGE", "INVALID_IDEMPOTENCY_KEY"),
         413: ("IMAGE_TOO_LARGE",),
         415: ("UNSUPPORTED_IMAGE_TYPE",),
-        422: ("IDEMPOTENCY_KEY_REUSED",),
+        422: ("IDEMPOTENCY_KEY_REUSED", "CONFLICTING_FIELDS"),
+        503: ("MAINTENANCE",),
+        **QUOTA_ERRORS,
     },
 )
 async def create() -> Response:
     """Create a task (QUEUED); its actor runs it upstream. JSON or multipart/form-data."""
     caller = await principal()
-    key = idempotency_key()
     body, image = await _read_create_request()
-    order = Order(body.prompt, body.model, body.size, body.duration, image=image)
+    key = idempotency_key(body.client_request_id)
+    wanted = shape(body)
+    order = Order(body.prompt, wanted.model, wanted.size, wanted.duration, image=image)
     task, created = await create_task(caller.user_id, order, key)
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return ok(task_wire(task), status=201, headers=headers)
@@ -295,23 +440,19 @@ class RemixRequest(BaseModel):
         404: ("TASK_NOT_FOUND",),
         409: ("TASK_NOT_COMPLETED",),
         422: ("IDEMPOTENCY_KEY_REUSED",),
+        **QUOTA_ERRORS,
+        503: ("MAINTENANCE",),
     },
 )
 async def remix(video_id: str) -> Response:
     """A new task made from a COMPLETED one with a new prompt (same model, size, length)."""
     caller = await principal()
     key = idempotency_key()
-    raw = await request.get_json()
-    if not isinstance(raw, dict):
-        raise ApiError(400, "VALIDATION_ERROR", "body: must be a JSON object")
+    raw = json_object(await request.get_json())
     try:
         body = RemixRequest.model_validate(raw)
     except ValidationError as error:
-        details = validation_details(error)
-        first = details[0]
-        raise ApiError(
-            400, "VALIDATION_ERROR", f"{first['field']}: {first['message']}", details=details
-        ) from None
+        raise invalid(validation_details(error)) from None
     source = await owned_task(video_id, caller.user_id)
     if source.status != Status.COMPLETED or source.external_video_id is None:
         raise ApiError(
@@ -353,11 +494,9 @@ def _int_arg(name: str, default: int, low: int, high: int, problems: list[dict[s
 
 
 def _refuse(problems: list[dict[str, str]]) -> None:
-    """400 VALIDATION_ERROR naming every bad field (the message: the first of them)."""
+    """400 VALIDATION_ERROR naming every bad field."""
     if problems:
-        first = problems[0]
-        message = f"{first['field']}: {first['message']}"
-        raise ApiError(400, "VALIDATION_ERROR", message, details=problems)
+        raise invalid(problems)
 
 
 def _encode_cursor(task: Task) -> str:
@@ -397,6 +536,19 @@ async def list_tasks() -> Response:
     if order not in ("asc", "desc"):
         problems.append({"field": "order", "message": "must be asc or desc"})
     _refuse(problems)
+    wanted = request.args.get("clientRequestId")
+    if wanted:  # the old frontend finds its task again after a page reload
+        found = await ctx().services.storage.tasks.by_idempotency_key(caller.user_id, wanted)
+        matches = [found] if found is not None and status in (None, found.status) else []
+        return ok(
+            {
+                "tasks": [task_wire(task) for task in matches],
+                "total": len(matches),
+                "page": 1,
+                "pageSize": page_size,
+                "nextCursor": None,
+            }
+        )
     raw_cursor = request.args.get("cursor")
     cursor = _decode_cursor(raw_cursor) if raw_cursor else None
     result = await ctx().services.storage.tasks.page(

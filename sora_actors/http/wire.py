@@ -5,13 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from ..clock import iso
-from ..lifecycle import RETRYABLE, ErrorCode, Status
+from ..lifecycle import RETRYABLE, ErrorCode, Phase, Status
 from ..storage import Task
-from .signing import content_fields
+from .compat import aspect_ratio
+from .signing import content_fields, reference_url
+
+# The old backend's currentStep / totalSteps, from the phase: queued 1, submitted 2,
+# generating 3, downloading our copy 4, completed 5; a failed or cancelled task has none.
+STEPS = {
+    Phase.ACCEPTED: 1,
+    Phase.SUBMITTING: 2,
+    Phase.POLLING: 3,
+    Phase.FETCHING: 4,
+    Phase.COMPLETED: 5,
+}
+TOTAL_STEPS = len(STEPS)
 
 
 def task_wire(task: Task) -> dict[str, Any]:
-    """The contract's task representation (REST: ISO 8601 times)."""
+    """The contract's task representation (REST: ISO 8601 times), with the old backend's
+    names as aliases (``externalTaskId``, ``aspectRatio``, ``clientRequestId``, ...)."""
     return {
         "videoId": task.video_id,
         "externalVideoId": task.external_video_id,
@@ -34,6 +47,13 @@ def task_wire(task: Task) -> dict[str, Any]:
         "completedAt": iso(task.completed_at),
         "remixedFromVideoId": task.remixed_from_video_id,
         "seq": task.seq,
+        "externalTaskId": task.external_video_id,
+        "aspectRatio": aspect_ratio(task.size),
+        "clientRequestId": task.idempotency_key,
+        "referenceImage": reference_url(task),
+        "currentStep": STEPS.get(Phase(task.phase)),
+        "totalSteps": TOTAL_STEPS,
+        "metadata": {"externalTaskId": task.external_video_id},
     }
 
 
@@ -69,10 +89,10 @@ def task_messages(task: Task, message: str | None) -> list[tuple[str, dict[str, 
             },
         }
         if task.started_at is not None and task.completed_at is not None:
-            completed["metrics"] = {
-                "totalTime": task.completed_at - task.created_at,
-                "queueTime": task.started_at - task.created_at,
-                "processTime": task.completed_at - task.started_at,
+            completed["metrics"] = {  # seconds, as the old backend sent them
+                "totalTime": (task.completed_at - task.created_at) / 1000,
+                "queueTime": (task.started_at - task.created_at) / 1000,
+                "processTime": (task.completed_at - task.started_at) / 1000,
             }
         return [("taskCompleted", completed)]
     if task.status == Status.FAILED:
@@ -83,5 +103,14 @@ def task_messages(task: Task, message: str | None) -> list[tuple[str, dict[str, 
         }
         return [("taskFailed", {**base, "status": "failed", "error": error})]
     if task.status == Status.CANCELLED:
-        return [("taskProgress", base), ("taskCancelled", {**base, "status": "cancelled"})]
-    return [("taskProgress", base)]
+        progress = {**base, "estimatedTimeRemaining": None}
+        return [("taskProgress", progress), ("taskCancelled", {**base, "status": "cancelled"})]
+    return [("taskProgress", {**base, "estimatedTimeRemaining": estimated_time_remaining(task)})]
+
+
+def estimated_time_remaining(task: Task) -> int | None:
+    """Seconds from this event until the upstream job is expected to end (the polling
+    policy's estimate, see `polling`); None when there is none."""
+    if task.estimated_end_at is None or task.terminal:
+        return None
+    return max(0, round((task.estimated_end_at - task.updated_at) / 1000))

@@ -478,6 +478,11 @@ class Connection:
             raise BadMessage("TASK_NOT_FOUND", f"No task {video_id[:MAX_ID_LENGTH]}.")
         self._reply("subscribeSuccess", {"videoId": video_id, "subscribed": True}, reply_to)
         self._reply("taskStatus", task_wire(task))
+        if task.terminal:
+            # Pages wait for the terminal event to show the result: a finished task's comes
+            # right after its snapshot, with the same seq.
+            kind, payload = task_messages(task, None)[-1]
+            self._reply(kind, payload)
         self._hub.release(self.sub, video_id, task.seq)
 
 

@@ -16,6 +16,7 @@ from .errors import (
     classify,
 )
 from .migrations import latest_version
+from .operations import LogEntry, LogQuery
 from .records import (
     Activity,
     ContentRecord,
@@ -39,6 +40,8 @@ __all__ = [
     "ContentRecord",
     "DatabaseInUse",
     "Fault",
+    "LogEntry",
+    "LogQuery",
     "NewSession",
     "NewTask",
     "SchemaTooNew",

@@ -59,7 +59,10 @@ def parse(payload: str) -> tuple[str, int, str] | None:
 
 
 async def _listen_once(
-    dsn: str, channel: str, on_payload: Callable[[str], None], on_connected: Callable[[], None]
+    dsn: str,
+    on_payload: Callable[[str], None],
+    on_connected: Callable[[], None],
+    channel: str = CHANNEL,
 ) -> None:
     """Asyncio side: hold one connection that LISTENs until it is lost or cancelled."""
     conn: Any = await asyncpg.connect(dsn, timeout=10)
@@ -107,7 +110,7 @@ class Notifications:
         dsn = self._db.url.replace("postgresql+asyncpg://", "postgresql://", 1)
         while True:
             try:
-                await self._db.bridge.run(_listen_once, dsn, channel, on_payload, on_connected)
+                await self._db.bridge.run(_listen_once, dsn, on_payload, on_connected, channel)
                 log.warning("notification listener lost its connection; reconnecting")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("notification listener: %s; retrying in %.0f s", error, retry_s)

@@ -146,6 +146,10 @@ class Task:
     content_variants: str | None = None
     # When the task, finished upstream, first found the content store full (it waits).
     content_pending_since: int | None = None
+    # The polling policy's estimate of when the upstream job ends (wall ms), if it has one.
+    estimated_end_at: int | None = None
+    # The upstream channel its create went to (see sora_actors/channels.py); None before.
+    channel: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -187,6 +191,7 @@ class NewTask:
     deadline_at: int | None = None
     owner: str | None = None  # the instance that will run its actor, and until when
     lease_expires_at: int | None = None
+    media_type: str = "VIDEO"  # IMAGE: image-to-video (a reference image was sent)
 
 
 @dataclass(frozen=True, slots=True)

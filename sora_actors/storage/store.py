@@ -14,6 +14,9 @@ from .copies import ContentRecords
 from .database import Database, open_database, sqlite_path
 from .errors import StorageFull
 from .leases import LeaseStore
+from .licences import LicenceStore
+from .operations import OperationsStore
+from .sysconfig import ConfigRows
 from .tasks import TaskStore
 
 # Free space on SQLite's file system that counts as "room to write again".
@@ -38,6 +41,9 @@ class Storage:
         self.tasks = TaskStore(database)
         self.leases = LeaseStore(database)
         self.content = ContentRecords(database)
+        self.licences = LicenceStore(database)
+        self.operations = OperationsStore(database)
+        self.config = ConfigRows(database)
 
     @property
     def dialect(self) -> str:

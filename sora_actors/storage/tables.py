@@ -39,8 +39,8 @@ sessions = sa.Table(
     sa.Column("user_agent", sa.Text),
 )
 
-# Unused by the code today, kept on purpose: `licenses` and `system_config` come from the
-# old backend's schema and are kept for the coming admins-and-licences issue; and
+# Unused by the code today, kept on purpose: `system_config` comes from the old backend's
+# schema and is kept for the coming admins-and-licences issue; and
 # `video_tasks.next_poll_at` and `.restarts` are never written (the poll schedule and the
 # restart window live in the actor and the supervisor). Dropping them takes a numbered
 # migration, and branches in flight add migrations too: drop them in one migration after
@@ -48,10 +48,18 @@ sessions = sa.Table(
 licenses = sa.Table(
     "licenses",
     metadata,
-    sa.Column("license_key", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("key_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("key_last4", sa.Text, nullable=False),
     sa.Column("type", sa.Text, nullable=False),
     sa.Column("user_id", sa.Text),
+    sa.Column("device_id", sa.Text),
     sa.Column("features", sa.Text, nullable=False),
+    sa.Column("duration_days", sa.Integer),
+    sa.Column("is_active", sa.Boolean, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger),
+    sa.Column("revoked_by", sa.Text),
+    sa.Column("created_by", sa.Text),
     sa.Column("activated_at", sa.BigInteger),
     sa.Column("expires_at", sa.BigInteger),
     sa.Column("created_at", sa.BigInteger, nullable=False),
@@ -114,6 +122,8 @@ video_tasks = sa.Table(
     sa.Column("content_expired_at", sa.BigInteger),
     sa.Column("content_variants", sa.Text),
     sa.Column("content_pending_since", sa.BigInteger),
+    sa.Column("estimated_end_at", sa.BigInteger),
+    sa.Column("channel", sa.Text),
 )
 
 task_inputs = sa.Table(

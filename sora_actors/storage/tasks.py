@@ -9,7 +9,7 @@ state.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,11 +19,15 @@ from ..lifecycle import TERMINAL_STATUSES, UNFINISHED_STATUSES, Status
 from .accounts import insert_activity
 from .database import Database
 from .errors import Conflict
+from .licences import Licence, standing_of
 from .notify import announce
+from .quota import Quota, exceeded, refuse, serialise
 from .records import UNFINISHED_SQL, Activity, NewTask, Task, TaskPage
 from .tables import task_inputs, video_tasks
 
 _T = video_tasks.c
+# A plan's check for a new task: (the user's licences, now) -> what may be counted.
+Gate = Callable[[Sequence[Licence], int], Quota]
 
 
 class StaleTask(Conflict):
@@ -39,7 +43,18 @@ async def _by_id(conn: Any, video_id: str) -> Task | None:
     return Task.from_row(row) if row is not None else None
 
 
-async def _create(conn: Any, new: NewTask, activity: Activity, notify: bool) -> tuple[Task, bool]:
+async def _create(
+    conn: Any,
+    new: NewTask,
+    activity: Activity,
+    notify: bool,
+    gate: Gate | None = None,
+    postgres: bool = False,
+) -> tuple[Task, bool]:
+    if gate is not None:
+        # First, so that a replay of the same Idempotency-Key finds the first task, not a
+        # quota its own first attempt used up.
+        await serialise(conn, new.user_id, postgres)
     if new.idempotency_key is not None:
         row = await conn.fetch_one(
             sa.select(video_tasks).where(
@@ -49,6 +64,11 @@ async def _create(conn: Any, new: NewTask, activity: Activity, notify: bool) -> 
         if row is not None:
             return _replay(Task.from_row(row), new), False
     now = wall_ms()
+    if gate is not None:
+        licences, used = await standing_of(conn, new.user_id, now)
+        refusals = exceeded(gate(licences, now), used)
+        if refusals:
+            await refuse(conn, new.user_id, refusals, now)
     values: dict[str, Any] = {
         "video_id": new.video_id,
         "user_id": new.user_id,
@@ -60,7 +80,7 @@ async def _create(conn: Any, new: NewTask, activity: Activity, notify: bool) -> 
         "model": new.model,
         "size": new.size,
         "duration": new.duration,
-        "media_type": "VIDEO",
+        "media_type": new.media_type,
         "error_code": None,
         "error_message": None,
         "poll_count": 0,
@@ -84,6 +104,8 @@ async def _create(conn: Any, new: NewTask, activity: Activity, notify: bool) -> 
         "content_expired_at": None,
         "content_variants": None,
         "content_pending_since": None,
+        "estimated_end_at": None,
+        "channel": None,
     }
     await conn.execute(video_tasks.insert().values(**values))
     if new.image is not None:
@@ -222,6 +244,11 @@ async def _claimed_external_ids(conn: Any, external_ids: list[str]) -> set[str]:
     return {row["external_video_id"] for row in rows}
 
 
+async def _by_external_id(conn: Any, external_id: str) -> Task | None:
+    row = await conn.fetch_one(sa.select(video_tasks).where(_T.external_video_id == external_id))
+    return Task.from_row(row) if row is not None else None
+
+
 class TaskStore:
     """Video tasks, as whole units of work."""
 
@@ -230,14 +257,21 @@ class TaskStore:
         # Other instances hear of every announced change (PostgreSQL LISTEN/NOTIFY).
         self._notify = database.dialect == "postgresql"
 
-    async def create(self, new: NewTask, activity: Activity) -> tuple[Task, bool]:
+    async def create(
+        self, new: NewTask, activity: Activity, gate: Gate | None = None
+    ) -> tuple[Task, bool]:
         """Store a new task (+ its image, + the activity); ``(task, created)``.
+
+        ``gate`` (the user's licences, now) -> the Quota to enforce, or raises: the plan's
+        check, in the same unit as the count and the insert (QuotaExceeded beyond it).
 
         With an Idempotency-Key already used by this user: the first task and False when the
         request hash matches, Conflict(field="idempotency_key") when it does not.
         """
         try:
-            return await self._db.run(_create, new, activity, self._notify)
+            return await self._db.run(
+                _create, new, activity, self._notify, gate, self._db.dialect == "postgresql"
+            )
         except Conflict:
             if new.idempotency_key is None:
                 raise
@@ -258,6 +292,10 @@ class TaskStore:
 
     async def get(self, video_id: str) -> Task | None:
         return await self._db.read(_by_id, video_id)
+
+    async def by_external_id(self, external_id: str) -> Task | None:
+        """The task that holds this upstream job (a webhook names only the job)."""
+        return await self._db.read(_by_external_id, external_id)
 
     async def change(
         self,
@@ -348,3 +386,17 @@ async def tasks_changed_since(database: Database, user_ids: list[str], since: in
     if not user_ids:
         return []
     return await database.read(_changed_since, user_ids, since)
+
+
+async def _user_unfinished(conn: Any, user_id: str) -> list[Task]:
+    rows = await conn.fetch_all(
+        sa.select(video_tasks)
+        .where(_T.user_id == user_id, _T.status.in_(UNFINISHED_STATUSES))
+        .order_by(_T.created_at)
+    )
+    return [Task.from_row(row) for row in rows]
+
+
+async def unfinished_of_user(database: Database, user_id: str) -> list[Task]:
+    """The user's unfinished tasks, oldest first (what a new event stream starts with)."""
+    return await database.read(_user_unfinished, user_id)

@@ -1,4 +1,5 @@
-"""The upstream video API: one Provider interface and the OpenAI-compatible HTTP adapter.
+"""The upstream video API: one Provider interface and its HTTP adapters (OpenAI-compatible,
+Replicate).
 
 Actors depend on `Provider` only; which upstream sits behind it (OpenAI, a compatible
 gateway, or the fake upstream's simulator or `MemoryProvider`, in `.fake`) is
@@ -21,6 +22,7 @@ from .provider import (
     UpstreamJob,
     UpstreamStatus,
 )
+from .replicate import ReplicateProvider
 
 __all__ = [
     "AuthStyle",
@@ -32,6 +34,7 @@ __all__ = [
     "OnSend",
     "OpenAICompatProvider",
     "Provider",
+    "ReplicateProvider",
     "RetryPolicy",
     "SubmitRequest",
     "UpstreamConfig",

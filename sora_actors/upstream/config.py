@@ -9,7 +9,9 @@ from typing import Literal
 
 from .mapping import DEFAULT_MODEL_MAP, OPENAI_SECONDS
 
-AuthStyle = Literal["bearer", "bare"]
+# How the key travels: `Authorization: Bearer k` (OpenAI, Replicate), the bare key in
+# Authorization (some gateways), an `x-api-key` header, or `Authorization: Token k`.
+AuthStyle = Literal["bearer", "bare", "x-api-key", "token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +57,11 @@ class UpstreamConfig:
     def auth_header(self) -> str:
         """Value of the Authorization header for this auth style."""
         return self.api_key if self.auth_style == "bare" else f"Bearer {self.api_key}"
+
+    def auth_headers(self) -> dict[str, str]:
+        """The header(s) that carry the key in this auth style."""
+        if self.auth_style == "x-api-key":
+            return {"x-api-key": self.api_key}
+        if self.auth_style == "token":
+            return {"authorization": f"Token {self.api_key}"}
+        return {"authorization": self.auth_header()}

@@ -151,5 +151,10 @@ class LimitedProvider:
     def forget(self, job_id: str) -> None:
         self.limiter.release(job_id)
 
+    async def cancel(self, job_id: str) -> bool:
+        """No cancel call in this dialect (the OpenAI Videos API has none): the job runs
+        to its end upstream; False says nothing was sent."""
+        return False
+
     async def aclose(self) -> None:
         """Nothing to release unless a subclass holds connections."""

@@ -58,14 +58,6 @@ def _transport_error(e: httpx2.HTTPError) -> UpstreamError:
     return UpstreamError(ErrorKind.TRANSIENT, f"{type(e).__name__}: {e}")
 
 
-def _is_api_error_body(body: bytes) -> bool:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(doc, dict) and "error" in doc
-
-
 class OpenAICompatProvider(LimitedProvider):
     """`Provider` over HTTP. Use as `async with OpenAICompatProvider(config) as p:`."""
 
@@ -102,11 +94,25 @@ class OpenAICompatProvider(LimitedProvider):
                 max_connections=config.max_connections,
                 max_keepalive_connections=config.max_connections,
             ),
-            headers={"authorization": config.auth_header(), "user-agent": config.user_agent},
+            headers={**config.auth_headers(), "user-agent": config.user_agent},
         )
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    # -- dialect hooks (the Replicate adapter overrides these) -------------------
+    def _job(self, doc: Any, *, poll_after_s: float | None = None) -> UpstreamJob:
+        """A job object of this dialect -> UpstreamJob (MALFORMED when it is not one)."""
+        return job_from_wire(doc, poll_after_s=poll_after_s)
+
+    def _is_api_error_body(self, body: bytes) -> bool:
+        """Whether a 5xx body is the API's own error document: the API answered, so the
+        create was refused, not lost."""
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return False
+        return isinstance(doc, dict) and "error" in doc
 
     # -- plumbing -------------------------------------------------------------
     def _error(self, resp: httpx2.Response, body: bytes) -> UpstreamError:
@@ -180,7 +186,7 @@ class OpenAICompatProvider(LimitedProvider):
                 body = resp.content
                 if resp.is_success:
                     try:
-                        return job_from_wire(json.loads(body))
+                        return self._job(json.loads(body))
                     except (ValueError, UpstreamError) as e:
                         raise UpstreamError(
                             ErrorKind.AMBIGUOUS_CREATE,
@@ -189,7 +195,7 @@ class OpenAICompatProvider(LimitedProvider):
                         ) from e
                 err = self._error(resp, body)
                 s = resp.status_code
-                if s in (408, 502, 504) or (s >= 500 and not _is_api_error_body(body)):
+                if s in (408, 502, 504) or (s >= 500 and not self._is_api_error_body(body)):
                     raise UpstreamError(
                         ErrorKind.AMBIGUOUS_CREATE,
                         f"create answered {s} without saying whether the job exists: {err.message}",
@@ -267,8 +273,13 @@ class OpenAICompatProvider(LimitedProvider):
             pages,
         )
 
-    async def fetch_content(
+    def fetch_content(
         self, job_id: str, variant: ContentVariant = "video"
+    ) -> AsyncGenerator[bytes, None]:
+        return self._stream(self._client, f"videos/{job_id}/content", {"variant": variant})
+
+    async def _stream(
+        self, client: httpx2.AsyncClient, url: str, params: Mapping[str, Any] | None
     ) -> AsyncGenerator[bytes, None]:
         """Stream the media; retried (with backoff) only until the first byte is handed out."""
         attempt = 0
@@ -278,9 +289,7 @@ class OpenAICompatProvider(LimitedProvider):
             err: UpstreamError | None = None
             started = False
             try:
-                async with self._client.stream(
-                    "GET", f"videos/{job_id}/content", params={"variant": variant}
-                ) as resp:
+                async with client.stream("GET", url, params=params) as resp:
                     if not resp.is_success:
                         err = self._error(resp, await resp.aread())
                     else:

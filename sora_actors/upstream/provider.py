@@ -185,6 +185,10 @@ class Provider(Protocol):
         whose answer was lost is found again."""
         ...
 
+    async def cancel(self, job_id: str) -> bool:
+        """Ask the upstream to stop the job; False when this dialect cannot cancel."""
+        ...
+
     def forget(self, job_id: str) -> None:
         """We stop following this job (cancelled, failed, handed to another instance):
         give back its concurrent-job slot, since no poll will see it end."""

@@ -53,6 +53,7 @@ async def test_page_and_assets_are_served_with_their_types(server: LiveServer) -
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for name, content_type in (
         ("app.js", "text/javascript; charset=utf-8"),
+        ("admin.js", "text/javascript; charset=utf-8"),
         ("app.css", "text/css; charset=utf-8"),
         ("index.html", "text/html; charset=utf-8"),
     ):
@@ -156,3 +157,46 @@ async def test_reference_image_is_sent_as_multipart_input_reference(
 
 def _shot(server: LiveServer, name: str) -> Path:
     return server.running.services.settings.data_dir.parent / f"console-{name}.png"
+
+
+async def test_admin_section_for_admins_and_notices_for_everyone(
+    chromium: str, server: LiveServer
+) -> None:
+    from .admin_helpers import admin_headers
+
+    admin = await admin_headers(server, "operator")
+    await server.register("viewer")
+    wrong = await server.client.post(
+        "/api/auth/login", json={"username": "viewer", "password": "wrong-password"}
+    )
+    assert_error(wrong, 401, "INVALID_CREDENTIALS")
+    seen = await run_in_browser(
+        "admin_console",
+        server.base_url,
+        _shot(server, "admin"),
+        admin="operator",
+        user="viewer",
+    )
+    stats = (await server.client.get("/api/admin/statistics", headers=admin)).json()["data"]
+    assert seen["figures"] == {
+        "users-total": str(stats["users"]["total"]),
+        "tasks-total": str(stats["tasks"]["total"]),
+        "licenses-total": str(stats["licenses"]["total"]),
+    }
+    assert seen["new_users_bars"] == 30 and seen["status_bars"] == 5
+    assert seen["logged"] == [["login_failed", "viewer"]]
+    assert seen["registration_open"] is True
+    assert seen["refused"].startswith("defaultPlan")
+    # What the page saved is what the server holds, and what the USER was told.
+    config = (await server.client.get("/api/admin/config", headers=admin)).json()["data"]
+    assert config == {
+        "registrationOpen": True,
+        "maintenance": {"enabled": True, "message": "Down for a disk swap until 15:00 UTC."},
+        "defaultPlan": "PRO",
+        "announcement": "New models arrive on Monday.",
+    }
+    assert seen["user_sees_views"] is False and seen["user_sees_admin"] is False
+    assert seen["create_error"] == "Down for a disk swap until 15:00 UTC."
+    viewer = {"Authorization": f"Bearer {await server.login('viewer')}"}
+    listing = await server.client.get("/api/video/tasks", headers=viewer)
+    assert listing.json()["data"]["total"] == 0

@@ -52,6 +52,7 @@ def start(name: str, database_url: str, data_dir: Path, upstream: str, port: int
         upstream_max_requests_per_second="1000",
         upstream_max_concurrent_jobs="1000",
         polling_speedup="10",
+        polling_policy="seed",  # "A polls every 0.5 s" below is the seed schedule's pace
         submit_settle_seconds="2",
         lease_seconds="4",
         lease_heartbeat_seconds="1",

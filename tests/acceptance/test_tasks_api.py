@@ -240,7 +240,7 @@ async def test_cancel(server: LiveServer) -> None:
     later = await wait_for_status(server, headers, task["videoId"], {"CANCELLED"})
     assert later["pollCount"] == body["data"]["pollCount"]
     stored = await server.services.storage.accounts.activities()
-    assert {"task_create", "task_cancel"} <= {entry["action"] for entry in stored}
+    assert {"generate_video", "task_cancel"} <= {entry["action"] for entry in stored}
 
 
 async def test_cancel_after_completion_is_409(server: LiveServer) -> None:

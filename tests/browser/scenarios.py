@@ -185,3 +185,102 @@ def reference_image(page: Page, base_url: str, image: str, username: str) -> dic
         "status": answered.value.status,
         "video_id": item.get_attribute("data-video-id"),
     }
+
+
+# An EventSource on the page's origin recording every taskUpdate and every (re)connection.
+FOLLOW_WITH_EVENTSOURCE = """([token, videoId]) => {
+  window.__sse = {events: [], opens: 0, errors: 0, done: false};
+  const source = new EventSource("/api/sse/task-updates?token=" + encodeURIComponent(token));
+  source.onopen = () => { window.__sse.opens += 1; };
+  source.onerror = () => { window.__sse.errors += 1; };
+  source.addEventListener("taskUpdate", (event) => {
+    const data = JSON.parse(event.data);
+    window.__sse.events.push({videoId: data.videoId, seq: data.seq, type: data.type,
+                              status: data.status, progress: data.progress,
+                              lastEventId: event.lastEventId, opens: window.__sse.opens});
+    if (data.videoId === videoId &&
+        ["taskCompleted", "taskFailed", "taskCancelled"].includes(data.type)) {
+      window.__sse.done = true;
+      source.close();
+    }
+  });
+}"""
+
+
+def sse_follow(page: Page, base_url: str, token: str, video_id: str) -> dict[str, Any]:
+    """Follow a task with a real EventSource until it ends (the test cuts the stream once
+    meanwhile; the browser reconnects by itself with Last-Event-ID)."""
+    page.goto(base_url + "/health")
+    page.evaluate(FOLLOW_WITH_EVENTSOURCE, [token, video_id])
+    page.wait_for_function("window.__sse.done", timeout=90_000)
+    result: dict[str, Any] = page.evaluate("window.__sse")
+    return result
+
+
+def admin_console(page: Page, base_url: str, admin: str, user: str) -> dict[str, Any]:
+    """An ADMIN reads the statistics and the activity log and changes the run-time settings;
+    then a USER sees no admin section, sees the announcement and is refused a new video."""
+    log_in(page, base_url, admin, "password-1")
+    expect(page.locator("#views")).to_be_visible()
+    page.locator("#views [data-view=admin]").click()
+    expect(page.locator("#admin-view")).to_be_visible()
+    expect(page.locator("#app-view")).to_be_hidden()
+
+    # Statistics: figures and small inline-SVG charts.
+    expect(page.locator("[data-figure=users-total] .value")).to_have_text("2")
+    figures = {
+        name: page.locator(f"[data-figure={name}] .value").inner_text()
+        for name in ("users-total", "tasks-total", "licenses-total")
+    }
+    new_users_bars = page.locator("[data-chart=new-users] svg g.bar").count()
+    status_bars = page.locator("[data-chart=tasks-by-status] svg g.bar").count()
+
+    # The activity log, filtered by action.
+    page.get_by_role("tab", name="Activity log").click()
+    expect(page.locator("#logs-table tbody tr").first).to_be_visible()
+    page.fill("#logs-filter [name=action]", "login_failed")
+    page.click("#logs-filter button[type=submit]")
+    expect(page.locator("#logs-info")).to_contain_text("1 entries")
+    logged = page.locator("#logs-table tbody tr").evaluate_all(
+        "rows => rows.map(r => [r.dataset.action, r.children[2].textContent])"
+    )
+
+    # Settings: a bad plan name is refused with the server's message, then a good save.
+    page.get_by_role("tab", name="Settings").click()
+    form = page.locator("#config-form")
+    expect(form.locator("[name=defaultPlan]")).to_have_value("FREE")
+    registration_open = form.locator("[name=registrationOpen]").is_checked()
+    form.locator("[name=defaultPlan]").fill("gold plan")
+    page.click("#config-save")
+    expect(page.locator("#config-error")).to_contain_text("defaultPlan")
+    refused = page.locator("#config-error").inner_text()
+    form.locator("[name=defaultPlan]").fill("PRO")
+    form.locator("[name=maintenance]").check()
+    form.locator("[name=maintenanceMessage]").fill("Down for a disk swap until 15:00 UTC.")
+    form.locator("[name=announcement]").fill("New models arrive on Monday.")
+    page.click("#config-save")
+    expect(page.locator("#config-error")).to_have_text("Settings saved.")
+    expect(page.locator("#announcement")).to_have_text("New models arrive on Monday.")
+    expect(page.locator("#maintenance-banner")).to_have_text(
+        "Down for a disk swap until 15:00 UTC."
+    )
+    page.click("#logout")
+
+    # A USER: no admin section, the operator's notices, and new videos refused.
+    log_in(page, base_url, user, "password-1")
+    expect(page.locator("#app-view")).to_be_visible()
+    expect(page.locator("#announcement")).to_have_text("New models arrive on Monday.")
+    page.fill("#create-form [name=prompt]", "A lantern festival")
+    page.click("#create-submit")
+    expect(page.locator("#create-error")).not_to_be_empty()
+    return {
+        "figures": figures,
+        "new_users_bars": new_users_bars,
+        "status_bars": status_bars,
+        "logged": logged,
+        "registration_open": registration_open,
+        "refused": refused,
+        "user_sees_views": page.locator("#views").is_visible(),
+        "user_sees_admin": page.locator("#admin-view").is_visible(),
+        "create_error": page.locator("#create-error").inner_text(),
+    }

@@ -3,6 +3,7 @@ write it could not make announces nothing."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -101,6 +102,29 @@ async def test_ending_a_task_no_actor_drives(storage: Storage) -> None:
     assert failed is not None and failed.cancelled
     assert (failed.task.status, failed.task.error_code) == ("FAILED", "ACTOR_CRASH_LOOP")
     assert (events[-1].task, events[-1].message) == (failed.task, "gave up")
+    # Each ending is in the activity log, in the same unit of work, under the task's owner
+    # (the supervisor giving up does not know who that is; the service does).
+    logged = await storage.accounts.activities(user_id)
+    actions = [(entry["action"], json.loads(entry["details"] or "{}")) for entry in logged]
+    assert [action for action, _ in actions] == [
+        "task_failed",
+        "generate_video",
+        "task_cancel",
+        "generate_video",
+        "register",
+    ]
+    assert actions[0][1] == {
+        "videoId": other.video_id,
+        "code": "ACTOR_CRASH_LOOP",
+        "retryable": True,
+    }
+    assert actions[1][1] == {
+        "videoId": other.video_id,
+        "model": "sora-2",
+        "size": "720x1280",
+        "duration": 4,
+        "image": False,
+    }
 
 
 async def test_content_changes_of_a_completed_task_are_announced_once(storage: Storage) -> None:

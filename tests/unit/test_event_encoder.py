@@ -72,7 +72,8 @@ def test_completed_carries_result_and_metrics() -> None:
         "duration": 8,
         "resolution": "1280x720",
     }
-    assert payload["metrics"] == {"totalTime": 61_500, "queueTime": 1_500, "processTime": 60_000}
+    # Seconds, as the old backend sent them (it sent totalTime: 125).
+    assert payload["metrics"] == {"totalTime": 61.5, "queueTime": 1.5, "processTime": 60.0}
     assert payload["completedAt"] == "2025-12-01T14:41:01.500Z"
 
 

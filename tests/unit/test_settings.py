@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,27 @@ def test_the_package_carries_the_documented_defaults() -> None:
     """``sora_actors/defaults.toml`` (what an installed wheel reads) is config/default.toml."""
     documented = Path(__file__).resolve().parents[2] / "config" / "default.toml"
     assert DEFAULTS_FILE.read_bytes() == documented.read_bytes()
+
+
+def test_polling_and_webhook_settings() -> None:
+    settings = load(environ={})
+    assert settings.polling_policy == "predictive" and settings.upstream_webhook_secret == ""
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    chosen = load(environ={"SORA_POLLING_POLICY": "seed", "SORA_UPSTREAM_WEBHOOK_SECRET": secret})
+    assert chosen.polling_policy == "seed" and chosen.upstream_webhook_secret == secret
+    with pytest.raises(SettingsError, match="SORA_POLLING_POLICY"):
+        load(environ={"SORA_POLLING_POLICY": "eager"})
+    with pytest.raises(SettingsError, match="SORA_UPSTREAM_WEBHOOK_SECRET") as refused:
+        load(environ={"SORA_UPSTREAM_WEBHOOK_SECRET": "whsec_not base64 at all"})
+    assert "not base64" not in str(refused.value)  # the value itself is never shown
+
+
+def test_a_channels_webhook_secret_is_checked_and_never_echoed() -> None:
+    channel = {"name": "gw", "base_url": "http://gw.example", "api_keys": ["k-1"]}
+    good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    loaded = load(environ={"SORA_CHANNELS": json.dumps([{**channel, "webhook_secret": good}])})
+    assert loaded.channels[0].webhook_secret == good
+    bad = {**channel, "webhook_secret": "whsec_not base64 at all"}
+    with pytest.raises(SettingsError, match="SORA_CHANNELS") as refused:
+        load(environ={"SORA_CHANNELS": json.dumps([bad])})
+    assert "not base64" not in str(refused.value)

@@ -18,6 +18,9 @@ const state = {
   socket: null,
   reconnects: 0,
   reconnectTimer: null,
+  view: "videos", // or "admin" (ADMIN users only)
+  adminSection: "stats",
+  logsPage: 1,
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -58,6 +61,7 @@ async function api(method, path, body) {
   if (!response.ok || !doc || doc.success === false) {
     const message = doc?.message || doc?.error?.message || `Request failed (HTTP ${response.status}).`;
     const failure = new ApiFailure(response.status, doc?.error?.code || "HTTP_ERROR", message);
+    failure.details = doc?.error?.details;
     if (response.status === 401 && state.token && !path.startsWith("/api/auth/")) {
       logout(`Your session has ended: ${message}`);
     }
@@ -92,8 +96,15 @@ function clearNotice() {
 
 function showView() {
   const signedIn = Boolean(state.token);
+  const admin = signedIn && isAdmin();
+  if (!admin) state.view = "videos";
   $("#auth-view").hidden = signedIn;
-  $("#app-view").hidden = !signedIn;
+  $("#app-view").hidden = !signedIn || state.view !== "videos";
+  $("#admin-view").hidden = !admin || state.view !== "admin";
+  $("#views").hidden = !admin;
+  for (const button of document.querySelectorAll("#views button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.view === state.view));
+  }
   $("#session").hidden = !signedIn;
   $("#who").textContent = state.user ? state.user.username : "";
 }
@@ -143,6 +154,9 @@ function startSession(token, user) {
   loadTasks();
   state.reconnects = 0;
   connect();
+  if (!user.role) loadProfile();
+  loadPlan();
+  loadPublicConfig();
 }
 
 function logout(message) {
@@ -156,6 +170,8 @@ function logout(message) {
   if (socket) socket.close(1000, "logout");
   state.tasks.clear();
   $("#tasks").replaceChildren();
+  state.view = "videos";
+  $("#plan").hidden = true;
   showView();
   if (message) notify(message);
 }
@@ -167,7 +183,7 @@ async function resumeSession() {
   state.token = token;
   try {
     const { data } = await api("GET", "/api/auth/me");
-    startSession(token, { id: data.id, username: data.username, email: data.email });
+    startSession(token, { id: data.id, username: data.username, email: data.email, role: data.role });
   } catch (failure) {
     logout(failure.status === 401 ? null : failure.message);
   }
@@ -577,6 +593,8 @@ function init() {
     loadTasks();
   });
   $("#refresh").addEventListener("click", loadTasks);
+  initAdmin();
+  loadPublicConfig();
   $("#prev").addEventListener("click", () => { state.page -= 1; loadTasks(); });
   $("#next").addEventListener("click", () => { state.page += 1; loadTasks(); });
   // Back from sleep or offline: do not wait for the backoff timer.

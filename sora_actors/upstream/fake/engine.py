@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import trio
 
-Dialect = Literal["openai", "gateway"]
+Dialect = Literal["openai", "gateway", "replicate"]
 ResponseFault = Literal["drop", "slow", "malformed"]
 
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
@@ -42,9 +42,13 @@ class DurationDistribution:
     run_sigma: float = 0.35
     run_min_s: float = 45.0
     run_max_s: float = 160.0
+    # "uniform": run time uniform between run_min_s and run_max_s (the polling bench's mix).
+    run_shape: Literal["lognormal", "uniform"] = "lognormal"
 
     def draw(self, rng: random.Random) -> tuple[float, float]:
         queue = rng.uniform(self.queue_min_s, self.queue_max_s)
+        if self.run_shape == "uniform":
+            return queue, rng.uniform(self.run_min_s, self.run_max_s)
         run = self.run_median_s * math.exp(rng.gauss(0.0, self.run_sigma))
         return queue, min(self.run_max_s, max(self.run_min_s, run))
 
@@ -79,6 +83,25 @@ class KeyLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """Where the fake upstream calls back when a job ends, signed with its own ``whsec_``
+    secret (Standard Webhooks), losing ``loss`` of them and delaying the rest uniformly
+    between ``delay_min_s`` and ``delay_max_s`` (Trio seconds), seeded."""
+
+    url: str
+    secret: str
+    loss: float = 0.0
+    delay_min_s: float = 0.2
+    delay_max_s: float = 0.8
+
+    def validate(self) -> None:
+        if not 0.0 <= self.loss <= 1.0:
+            raise ValueError(f"webhook loss {self.loss} is not within 0..1")
+        if not 0.0 <= self.delay_min_s <= self.delay_max_s:
+            raise ValueError("webhook delays must satisfy 0 <= min <= max")
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatorConfig:
     """Everything about the fake upstream; used by both the HTTP simulator and MemoryProvider."""
 
@@ -93,12 +116,16 @@ class SimulatorConfig:
     limits: KeyLimits = field(default_factory=KeyLimits)
     admin_token: str | None = None  # None: admin endpoints need no auth
     poll_after_s: float = 5.0  # simulated seconds suggested between polls
+    # "uneven": `progress_curve`; "linear": progress proportional to time (the polling bench).
+    progress_shape: Literal["uneven", "linear"] = "uneven"
+    # Webhooks on job end (see `webhooks`); None: none are sent.
+    webhooks: WebhookConfig | None = None
 
     @property
     def effective_base_path(self) -> str:
         if self.base_path is not None:
             return "/" + self.base_path.strip("/") if self.base_path.strip("/") else ""
-        return "/sora/v1" if self.dialect == "gateway" else "/v1"
+        return "/sora/v1" if self.dialect == "gateway" else "/v1"  # Replicate's is /v1 too
 
 
 class EngineError(Exception):
@@ -129,6 +156,7 @@ class Job:
     """One simulated job. Slotted and derived-on-read to stay small for 10k+ jobs."""
 
     __slots__ = (
+        "cancelled",
         "created",
         "deleted",
         "done",
@@ -174,6 +202,8 @@ class Job:
         self.expires: float | None = None  # forced expiry; otherwise done + ttl
         self.deleted = False
         self.shape = shape
+        # (when, progress then) once cancelled: the job stops where it was.
+        self.cancelled: tuple[float, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +211,7 @@ class JobState:
     """A job as seen at one instant, in OpenAI terms."""
 
     job: Job
-    status: Literal["queued", "in_progress", "completed", "failed"]
+    status: Literal["queued", "in_progress", "completed", "failed", "cancelled"]
     progress: int
     completed_at: float | None
     expires_at: float | None
@@ -229,11 +259,23 @@ class Engine:
         self.refused: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
         self.requests_total = 0
+        self.cancels = 0
         self.peak_active_by_key: Counter[str] = Counter()
         # (trio time, key, op, job id or "", outcome, retry_after_s or None, client)
         self.request_log: deque[tuple[float, str, str, str, str, float | None, str]] = deque(
             maxlen=50_000
         )
+        # Job ends still to announce by webhook: (simulated end time, n, job id), a heap.
+        self.webhooks = config.webhooks
+        if self.webhooks is not None:
+            self.webhooks.validate()
+        self._ends: list[tuple[float, int, str]] = []
+        self._announced: set[str] = set()
+        self._ends_changed = trio.Event()
+        self._webhook_rng = random.Random(f"webhooks-{config.seed}")
+        self.webhooks_sent = 0
+        self.webhooks_lost = 0
+        self.webhooks_failed = 0
 
     # -- time ---------------------------------------------------------------
     def trio_now(self) -> float:
@@ -271,12 +313,15 @@ class Engine:
         self.refused.clear()
         self.faults_injected.clear()
         self.requests_total = 0
+        self.cancels = 0
         self.peak_active_by_key.clear()
         self.request_log.clear()
+        self.webhooks_sent = self.webhooks_lost = self.webhooks_failed = 0
 
     def stats(self) -> dict[str, Any]:
         return {
             "requests_total": self.requests_total,
+            "cancels": self.cancels,
             "creates_by_key": dict(self.creates_by_key),
             "creates_total": sum(self.creates_by_key.values()),
             "polls_by_job": dict(self.polls_by_job),
@@ -284,6 +329,11 @@ class Engine:
             "faults_injected": dict(self.faults_injected),
             "peak_active_by_key": dict(self.peak_active_by_key),
             "jobs_total": len(self.jobs),
+            "webhooks": {
+                "sent": self.webhooks_sent,
+                "lost": self.webhooks_lost,
+                "failed": self.webhooks_failed,
+            },
             "faults": {f.name: getattr(self.faults, f.name) for f in fields(FaultRates)},
             "limits": {f.name: getattr(self.limits, f.name) for f in fields(KeyLimits)},
         }
@@ -303,6 +353,7 @@ class Engine:
             job.start = min(job.start, now)
             job.done = min(job.done, now)
             job.fail_code = (code or "moderation_blocked") if outcome == "fail" else None
+            self._note_end(job)
         self._reindex_active(job)
         return job
 
@@ -483,7 +534,56 @@ class Engine:
         active = self._prune_active(key)
         heapq.heappush(active, (job.done, len(self.jobs), job))
         self.peak_active_by_key[key] = max(self.peak_active_by_key[key], len(active))
+        self._note_end(job)
         return job
+
+    # -- webhooks -------------------------------------------------------------
+    def set_webhooks(self, config: WebhookConfig | None) -> None:
+        if config is not None:
+            config.validate()
+        self.webhooks = config
+
+    def _note_end(self, job: Job) -> None:
+        heapq.heappush(self._ends, (job.done, len(self._ends), job.id))
+        self._ends_changed.set()
+
+    def trio_time_of(self, simulated: float) -> float:
+        """The Trio time at which simulated unix time ``simulated`` comes."""
+        now = self.now()
+        return trio.current_time() + (simulated - now) / self.config.time_scale
+
+    async def wait_for_ends(self) -> list[JobState]:
+        """Jobs that ended (completed or failed) since the last call, each once, as soon as
+        the first of them ends."""
+        while True:
+            now = self.now()
+            ended: list[JobState] = []
+            while self._ends and self._ends[0][0] <= now:
+                _, _, job_id = heapq.heappop(self._ends)
+                job = self.jobs.get(job_id)
+                if job is None or job.deleted or job_id in self._announced:
+                    continue
+                if job.done > now:  # moved later meanwhile
+                    heapq.heappush(self._ends, (job.done, len(self._ends), job.id))
+                    continue
+                self._announced.add(job_id)
+                ended.append(self.state(job))
+            if ended:
+                return ended
+            self._ends_changed = trio.Event()
+            deadline = self.trio_time_of(self._ends[0][0]) if self._ends else math.inf
+            with trio.move_on_at(deadline):
+                await self._ends_changed.wait()
+
+    def webhook_fate(self) -> float | None:
+        """Seconds until this webhook arrives, or None when it is lost (seeded)."""
+        hooks = self.webhooks
+        if hooks is None:
+            return None
+        if hooks.loss and self._webhook_rng.random() < hooks.loss:
+            self.webhooks_lost += 1
+            return None
+        return self._webhook_rng.uniform(hooks.delay_min_s, hooks.delay_max_s)
 
     def _live(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -511,13 +611,16 @@ class Engine:
 
     def state(self, job: Job) -> JobState:
         now = self.now()
+        if job.cancelled is not None:
+            return JobState(job, "cancelled", job.cancelled[1], job.cancelled[0], None)
         if now < job.start:
             return JobState(job, "queued", 0, None, None)
         if now < job.done:
             frac = (now - job.start) / (job.done - job.start)
-            return JobState(
-                job, "in_progress", min(99, int(99 * progress_curve(frac, job.shape))), None, None
-            )
+            if self.config.progress_shape == "uneven":
+                frac = progress_curve(frac, job.shape)
+            # 100 % only once completed, as the OpenAI API says.
+            return JobState(job, "in_progress", min(99, int(100 * frac)), None, None)
         if job.fail_code is not None:
             return JobState(
                 job, "failed", int(99 * progress_curve(1.0, job.shape) * 0.4), job.done, None
@@ -545,6 +648,19 @@ class Engine:
                 code="invalid_state",
             )
         return self.create(key, prompt, src.model, src.size, src.seconds, remixed_from=src.id)
+
+    def cancel(self, key: str, job_id: str) -> JobState:
+        """Stop a queued or running job where it is (a finished one stays as it is)."""
+        job = self._owned(key, job_id)
+        st = self.state(job)
+        if st.status in ("queued", "in_progress"):
+            now = self.now()
+            job.cancelled = (now, st.progress)
+            job.done = min(job.done, now)
+            job.start = min(job.start, now)
+            self._reindex_active(job)
+            self.cancels += 1
+        return self.state(job)
 
     def delete(self, key: str, job_id: str) -> Job:
         job = self._owned(key, job_id)

@@ -40,8 +40,10 @@ from .engine import Engine, EngineError, JobState, SimulatorConfig
 from .media import media_bytes
 
 T = TypeVar("T")
-Method = Literal["submit", "get", "fetch_content", "remix", "list_jobs"]
-_METHODS: frozenset[str] = frozenset({"submit", "get", "fetch_content", "remix", "list_jobs"})
+Method = Literal["submit", "get", "fetch_content", "remix", "list_jobs", "cancel"]
+_METHODS: frozenset[str] = frozenset(
+    {"submit", "get", "fetch_content", "remix", "list_jobs", "cancel"}
+)
 NO_RETRY = RetryPolicy(max_attempts=1, create_attempts=1)
 
 
@@ -268,6 +270,18 @@ class MemoryProvider(LimitedProvider):
             raise
         self.limiter.job_seen(job.id, job.status.terminal)
         return job
+
+    async def cancel(self, job_id: str) -> bool:
+        """The engine can stop a job (the Replicate dialect's cancel)."""
+        eng = self.engine
+        job = await self._call(
+            "cancel",
+            "cancel",
+            job_id,
+            lambda: job_state_to_upstream(eng, eng.cancel(self.api_key, job_id)),
+        )
+        self.limiter.job_seen(job.id, job.status.terminal)
+        return True
 
     async def list_jobs(self, after: str | None = None, limit: int = 100) -> JobPage:
         eng = self.engine

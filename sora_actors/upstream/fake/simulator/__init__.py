@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import argparse
 
+import httpx2
 import trio
 
-from ..engine import DurationDistribution, Engine, FaultRates, KeyLimits, SimulatorConfig
+from ..engine import (
+    DurationDistribution,
+    Engine,
+    FaultRates,
+    KeyLimits,
+    SimulatorConfig,
+    WebhookConfig,
+)
+from ..webhooks import announce_ends, http_delivery
 from .app import SimulatorApp
 from .server import serve_http
 
@@ -39,7 +48,9 @@ async def serve_simulator(
     Pass `engine` to inspect or drive the simulator's state directly from an in-process test.
     """
     app = SimulatorApp(config, engine)
-    async with trio.open_nursery() as nursery:
+    async with httpx2.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
+        # Job ends are called back when webhooks are configured (now or later by the admin API).
+        nursery.start_soon(announce_ends, app.engine, http_delivery(app.engine, client))
         port_bound: int = await nursery.start(serve_http, app, host, port)
         shown = f"[{host}]" if ":" in host else host
         task_status.started(f"http://{shown}:{port_bound}{config.effective_base_path}")
@@ -69,7 +80,7 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="API path prefix (default /v1, or /sora/v1 for --dialect gateway)",
     )
-    parser.add_argument("--dialect", choices=("openai", "gateway"), default=d.dialect)
+    parser.add_argument("--dialect", choices=("openai", "gateway", "replicate"), default=d.dialect)
     parser.add_argument("--fault-5xx", type=float, default=f.server_error, metavar="RATE")
     parser.add_argument("--fault-429", type=float, default=f.rate_limit, metavar="RATE")
     parser.add_argument("--fault-slow", type=float, default=f.slow, metavar="RATE")
@@ -100,6 +111,13 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key-max-jobs", type=int, default=lim.max_concurrent_jobs, help="concurrent jobs per key"
     )
+    parser.add_argument(
+        "--webhook-url", default=None, help="call back here when a job ends (Standard Webhooks)"
+    )
+    parser.add_argument("--webhook-secret", default=None, help="whsec_... to sign webhooks with")
+    parser.add_argument("--webhook-loss", type=float, default=0.0, metavar="RATE")
+    parser.add_argument("--webhook-delay-min", type=float, default=0.2, metavar="SECONDS")
+    parser.add_argument("--webhook-delay-max", type=float, default=0.8, metavar="SECONDS")
 
 
 def simulator_config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
@@ -115,7 +133,20 @@ def simulator_config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
         slow_s=ns.slow_seconds,
     )
     faults.validate()
+    webhooks = None
+    if ns.webhook_url:
+        if not ns.webhook_secret:
+            raise SystemExit("--webhook-url needs --webhook-secret")
+        webhooks = WebhookConfig(
+            ns.webhook_url,
+            ns.webhook_secret,
+            ns.webhook_loss,
+            ns.webhook_delay_min,
+            ns.webhook_delay_max,
+        )
+        webhooks.validate()
     return SimulatorConfig(
+        webhooks=webhooks,
         time_scale=ns.time_scale,
         seed=ns.seed,
         api_key=ns.api_key,

@@ -1,4 +1,5 @@
-"""The simulator's HTTP surface: OpenAI Videos API (or a gateway dialect) over the engine.
+"""The simulator's HTTP surface: OpenAI Videos API (or a gateway dialect, or Replicate's
+predictions API, see `replicate`) over the engine.
 
 Also an admin API outside the base path, for tests:
 
@@ -7,6 +8,8 @@ Also an admin API outside the base path, for tests:
 - `POST /__admin/faults`     partial FaultRates as JSON; answers the new rates
 - `POST /__admin/limits`     partial KeyLimits as JSON
 - `POST /__admin/reset`      clear counters and log; `{"faults": true}` restores configured faults
+- `POST /__admin/webhooks`   `{"url", "secret", "loss"?, "delay_min_s"?, "delay_max_s"?}`: call
+                             back there on job ends from now on; `{"url": null}`: stop
 - `POST /__admin/jobs/{id}/expire|complete|fail`  force a job's outcome or expire its content now
 - `GET  /__files/{id}/{variant}`  the gateway dialect's direct `video_url` (no auth, honours expiry)
 """
@@ -23,8 +26,17 @@ from email.policy import HTTP
 from typing import Any, cast
 
 from ...provider import ContentVariant
-from ..engine import Engine, EngineError, FaultRates, JobState, KeyLimits, SimulatorConfig
+from ..engine import (
+    Engine,
+    EngineError,
+    FaultRates,
+    JobState,
+    KeyLimits,
+    SimulatorConfig,
+    WebhookConfig,
+)
 from ..media import CONTENT_TYPES, media_bytes
+from .replicate import ReplicateRoutes, render_error
 from .server import Request, Response
 
 _JOB = re.compile(r"^/videos/([^/]+)$")
@@ -37,6 +49,7 @@ _GATEWAY_STATUS = {
     "in_progress": "processing",
     "completed": "succeeded",
     "failed": "failed",
+    "cancelled": "cancelled",
 }
 
 
@@ -54,10 +67,13 @@ class SimulatorApp:
         self.engine = engine or Engine(config)
         self.base = config.effective_base_path
         self.gateway = config.dialect == "gateway"
+        self.replicate = ReplicateRoutes(self.engine) if config.dialect == "replicate" else None
         self.input_references: dict[str, dict[str, Any]] = {}
 
     # -- rendering ----------------------------------------------------------
     def error(self, e: EngineError) -> Response:
+        if self.replicate is not None:
+            return render_error(e)
         headers: list[tuple[str, str]] = []
         if e.retry_after_s is not None:
             headers += [
@@ -111,6 +127,8 @@ class SimulatorApp:
             return self.error(e)
 
     def _key(self, req: Request) -> str:
+        if self.replicate is not None:
+            return self._known(self.replicate.key(req))
         raw = req.headers.get("authorization", "").strip()
         if raw.lower().startswith("bearer "):
             if self.gateway:
@@ -126,11 +144,15 @@ class SimulatorApp:
             raise EngineError(
                 401, "You didn't provide an API key.", code="missing_api_key", reason="auth"
             )
-        if self.config.api_key is not None and raw != self.config.api_key:
+        return self._known(raw)
+
+    def _known(self, key: str) -> str:
+        """The key, if this simulator accepts it (any non-empty one unless configured)."""
+        if self.config.api_key is not None and key != self.config.api_key:
             raise EngineError(
                 401, "Incorrect API key provided.", code="invalid_api_key", reason="auth"
             )
-        return raw
+        return key
 
     def api(self, req: Request, path: str) -> Response:
         eng = self.engine
@@ -141,6 +163,9 @@ class SimulatorApp:
             eng.refused[e.reason] += 1
             eng.log("", "auth", "", "refused:auth")
             raise
+        if self.replicate is not None:
+            op, resp = self.replicate.handle(req, path, key)
+            return self._fault(op, resp)
         m_job, m_sub = _JOB.fullmatch(path), _JOB_SUB.fullmatch(path)
         if path == "/videos" and req.method == "POST":
             op, job_id = "create", ""
@@ -190,6 +215,11 @@ class SimulatorApp:
                 )
             st = eng.state(eng.remix(key, job_id, prompt))
             resp = _json(200, self.video(st, req))
+        return self._fault(op, resp)
+
+    def _fault(self, op: str, resp: Response) -> Response:
+        """Drop, delay or garble the answer as the configured response faults say."""
+        eng = self.engine
         fault = eng.roll_response_fault(op)
         if fault == "drop":
             return Response(0, drop=True)
@@ -325,6 +355,14 @@ class SimulatorApp:
             except (ValueError, TypeError) as e:
                 return _json(400, {"error": str(e)})
             return _json(200, {f.name: getattr(lim, f.name) for f in fields(KeyLimits)})
+        if path == "/__admin/webhooks" and req.method in ("POST", "PUT"):
+            body = self._body_json(req)
+            try:
+                hooks = None if body.get("url") is None else WebhookConfig(**body)
+                self.engine.set_webhooks(hooks)
+            except (ValueError, TypeError) as e:
+                return _json(400, {"error": str(e)})
+            return _json(200, {"webhooks": None if hooks is None else hooks.url})
         if path == "/__admin/reset" and req.method == "POST":
             body = self._body_json(req)
             eng.reset_counters()
