@@ -153,7 +153,8 @@ async def get_user(user_id: str) -> Response:
     if detail is None:
         raise _not_found(user_id)
     body = admin_user(detail.user, sum(detail.tasks_by_status.values()))
-    body["license"] = detail.licence
+    licence = detail.licence
+    body["license"] = {to_camel(k): v for k, v in licence.items()} if licence else None
     body["tasksByStatus"] = detail.tasks_by_status
     body["recentActivity"] = [_activity_out(row) for row in detail.activity]
     return ok(body)

@@ -20,6 +20,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from sora_actors.logs import configure
 from sora_actors.settings import Settings
+from tests.acceptance.licensing import generate
 from tests.conftest import TEST_SECRET, make_settings
 from tests.harness import LiveServer, assert_error, live_server
 from tests.wsclient import Session, ws_url
@@ -210,7 +211,7 @@ async def test_admin_users_api_shapes_filters_and_detail(server: LiveServer) -> 
     assert data["license"] is None
     assert sum(data["tasksByStatus"].values()) == 1 and data["taskCount"] == 1
     actions = [entry["action"] for entry in data["recentActivity"]]
-    assert actions[:2] == ["task_create", "login"], actions
+    assert actions[:2] == ["generate_video", "login"], actions
     assert set(data["recentActivity"][0]) == {
         "id",
         "userId",
@@ -583,3 +584,21 @@ async def test_the_command_line_reaches_a_running_server(tmp_path: Path, databas
         )
         code, out = await run_cli(settings, "set-role", "nobody", "ADMIN")
         assert code == 1 and "no user" in out
+
+
+async def test_user_detail_shows_the_licence_without_its_key(server: LiveServer) -> None:
+    admin = await admin_headers(server)
+    made = await generate(server, admin, "PRO")
+    key = made["licenseKey"]
+    headers = await server.user("zoe")
+    zoe = await user_id_of(server, headers)
+    activated = await server.client.post(
+        "/api/license/activate", json={"licenseKey": key}, headers=headers
+    )
+    assert activated.status_code == 200, activated.text
+    detail = await server.client.get(f"/api/admin/users/{zoe}", headers=admin)
+    licence = detail.json()["data"]["license"]
+    assert licence["type"] == "PRO" and licence["userId"] == zoe
+    assert licence["activatedAt"] is not None
+    assert not any("key" in name.lower() or "hash" in name.lower() for name in licence)
+    assert key not in detail.text and key.replace("-", "") not in detail.text
