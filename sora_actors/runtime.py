@@ -16,9 +16,11 @@ from functools import partial
 
 import trio
 
+from .access import Access
 from .backoff import Backoff
 from .channels import Channel, ChannelInfo, ChannelSet, CircuitBreaker
 from .content_store import LocalContentStore
+from .control import ControlEvents
 from .hub import Encode, Hub
 from .instrument import CountingProvider
 from .keeper import ContentKeeper
@@ -59,6 +61,7 @@ class Runtime:
     resumed: int
     content: ContentKeeper
     tasks: TaskService
+    access: Access
     webhooks: WebhookInbox
     plans: Plans
     config: SystemConfig  # the run-time settings operators change (issue 14)
@@ -262,6 +265,10 @@ async def open_runtime(
                 actors.start_soon(relay.run, name="event relay")
                 actors.start_soon(hub.run, name="hub sweeper")
                 actors.start_soon(content.sweep_forever, name="content retention sweep")
+                control = ControlEvents(storage)
+                access = Access(storage, control, ttl_s=settings.session_cache_seconds)
+                actors.start_soon(control.run, name="control events")
+                actors.start_soon(access.run, name="access watchers")
                 actors.start_soon(config.run, name="run-time config")
                 yield Runtime(
                     provider=provider,
@@ -275,6 +282,7 @@ async def open_runtime(
                     resumed=resumed,
                     content=content,
                     tasks=tasks,
+                    access=access,
                     webhooks=WebhookInbox(
                         {spec.name: spec.webhook_secret for spec in specs},
                         storage=storage,
