@@ -110,6 +110,14 @@ def default_channel(settings: Settings, base_url: str, api_key: str) -> ChannelS
     )
 
 
+def webhook_url(settings: Settings, spec: ChannelSettings) -> str | None:
+    """Where the channel calls us back, told to it at create (Replicate): only when it has a
+    webhook secret and we know our public address."""
+    if not (spec.webhook_secret and settings.public_base_url):
+        return None
+    return f"{settings.public_base_url.rstrip('/')}/api/upstream/webhooks/{spec.name}"
+
+
 async def open_channel(
     settings: Settings,
     spec: ChannelSettings,
@@ -130,6 +138,7 @@ async def open_channel(
             allowed_seconds=spec.durations or OPENAI_SECONDS,
             max_requests_per_second=spec.max_requests_per_second,
             max_concurrent_jobs=spec.max_concurrent_jobs,
+            webhook_url=webhook_url(settings, spec),
         )
         limiter = Limiter(config.max_requests_per_second, config.max_concurrent_jobs)
         limiters.append(limiter)
@@ -288,6 +297,7 @@ async def open_runtime(
                         storage=storage,
                         supervisor=supervisor,
                         watch=watch,
+                        dialects={spec.name: spec.dialect for spec in specs},
                     ),
                     plans=plans,
                     config=config,
