@@ -29,8 +29,15 @@ PNG = base64.b64decode(
 
 @pytest.fixture
 def console_settings(tmp_path: Path, sqlite_url: str) -> Settings:
+    """Plans without limits (the journey makes several tasks) named as the operator sees them:
+    FREE by default, PRO to switch to in the settings."""
     return make_settings(
-        tmp_path, sqlite_url, simulator_time_scale=TIME_SCALE, polling_speedup=TIME_SCALE
+        tmp_path,
+        sqlite_url,
+        simulator_time_scale=TIME_SCALE,
+        polling_speedup=TIME_SCALE,
+        plans={"FREE": {}, "PRO": {}},
+        default_plan="FREE",
     )
 
 
