@@ -27,6 +27,18 @@ PNG = base64.b64decode(
 )
 
 
+# Given in full: a plan named like one in the shipped defaults is merged into that one.
+UNLIMITED = {
+    "max_running": 0,
+    "tasks_per_day": 0,
+    "tasks_per_30_days": 0,
+    "max_duration_seconds": 0,
+    "models": "*",
+    "sizes": "*",
+    "image_to_video": True,
+}
+
+
 @pytest.fixture
 def console_settings(tmp_path: Path, sqlite_url: str) -> Settings:
     """Plans without limits (the journey makes several tasks) named as the operator sees them:
@@ -36,7 +48,7 @@ def console_settings(tmp_path: Path, sqlite_url: str) -> Settings:
         sqlite_url,
         simulator_time_scale=TIME_SCALE,
         polling_speedup=TIME_SCALE,
-        plans={"FREE": {}, "PRO": {}},
+        plans={"FREE": UNLIMITED, "PRO": UNLIMITED},
         default_plan="FREE",
     )
 
