@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,10 +27,29 @@ PNG = base64.b64decode(
 )
 
 
+# Given in full: a plan named like one in the shipped defaults is merged into that one.
+UNLIMITED = {
+    "max_running": 0,
+    "tasks_per_day": 0,
+    "tasks_per_30_days": 0,
+    "max_duration_seconds": 0,
+    "models": "*",
+    "sizes": "*",
+    "image_to_video": True,
+}
+
+
 @pytest.fixture
 def console_settings(tmp_path: Path, sqlite_url: str) -> Settings:
+    """Plans without limits (the journey makes several tasks) named as the operator sees them:
+    FREE by default, PRO to switch to in the settings."""
     return make_settings(
-        tmp_path, sqlite_url, simulator_time_scale=TIME_SCALE, polling_speedup=TIME_SCALE
+        tmp_path,
+        sqlite_url,
+        simulator_time_scale=TIME_SCALE,
+        polling_speedup=TIME_SCALE,
+        plans={"FREE": UNLIMITED, "PRO": UNLIMITED},
+        default_plan="FREE",
     )
 
 
@@ -229,3 +249,148 @@ async def test_api_keys_are_created_shown_once_listed_and_revoked(
 
 def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+async def _admin_view_of(server: LiveServer, admin: dict[str, str], username: str) -> Any:
+    """The admin API's record of one account (found by the same search the page uses)."""
+    found = await server.client.get(f"/api/admin/users?q={username}", headers=admin)
+    (user,) = [item for item in found.json()["data"]["items"] if item["username"] == username]
+    return user
+
+
+async def test_admin_searches_bans_unbans_promotes_and_deactivates_users(
+    chromium: str, server: LiveServer
+) -> None:
+    from .admin_helpers import admin_headers
+
+    admin = await admin_headers(server, "operator")
+    dave = await server.user("dave")
+    erin = await server.user("erin")
+    seen = await run_in_browser(
+        "admin_ban_user", server.base_url, _shot(server, "ban"), admin="operator", user="dave"
+    )
+    assert sorted(seen["everyone"]) == ["dave", "erin", "operator"]
+    assert seen["found"] == ["dave"]
+    # What the page banned is banned on the server: the session and a new login are refused.
+    me = await server.client.get("/api/auth/me", headers=dave)
+    assert_error(me, 401, "ACCOUNT_BANNED")
+    login = await server.client.post(
+        "/api/auth/login", json={"username": "dave", "password": "password-1"}
+    )
+    assert_error(login, 403, "ACCOUNT_BANNED")
+    assert (await _admin_view_of(server, admin, "dave"))["banned"] is True
+
+    seen = await run_in_browser(
+        "admin_change_users",
+        server.base_url,
+        _shot(server, "users"),
+        admin="operator",
+        banned="dave",
+        other="erin",
+    )
+    assert sorted(seen["admins"]) == ["erin", "operator"]
+    assert seen["inactive"] == ["erin"] and seen["role_shown"] == "ADMIN"
+    # Unbanned: dave logs in again. Erin is an ADMIN whose account is switched off.
+    again = {"Authorization": f"Bearer {await server.login('dave')}"}
+    assert (await server.client.get("/api/auth/me", headers=again)).status_code == 200
+    assert_error(await server.client.get("/api/auth/me", headers=erin), 401, "ACCOUNT_DISABLED")
+    record = await _admin_view_of(server, admin, "erin")
+    assert (record["role"], record["isActive"], record["banned"]) == ("ADMIN", False, False)
+    logs = await server.client.get("/api/admin/logs?action=admin_user_ban", headers=admin)
+    assert [entry["details"]["banned"] for entry in logs.json()["data"]["items"]] == [
+        False,
+        True,
+    ]
+
+
+async def test_admin_generates_a_licence_shown_once_and_revokes_it(
+    chromium: str, server: LiveServer
+) -> None:
+    from .admin_helpers import admin_headers
+
+    admin = await admin_headers(server, "operator")
+    seen = await run_in_browser(
+        "admin_licences", server.base_url, _shot(server, "licences"), admin="operator"
+    )
+    key = seen["shown"].strip()
+    assert key.startswith("SORA-") and "\n" not in key
+    # Listed masked from the start (right after generating too), and never whole after.
+    for text in (seen["listed"], seen["after_reload"]):
+        assert key not in text and key[-4:] in text and "PRO" in text
+    assert key not in seen["page_text"]
+    listing = await server.client.get("/api/admin/licenses", headers=admin)
+    (licence,) = listing.json()["data"]["items"]
+    assert licence["id"] == seen["id"] and licence["licenseKey"] in seen["after_reload"]
+    assert (licence["status"], licence["isActive"]) == ("REVOKED", False)
+    assert seen["state_shown"] == "revoked"
+    # Revoked in the page: the key can no longer be activated.
+    user = await server.user("frank")
+    refused = await server.client.post(
+        "/api/license/activate", json={"licenseKey": key}, headers=user
+    )
+    assert_error(refused, 403, "LICENSE_REVOKED")
+
+
+# A limited default plan and one licence plan without limits: the card shows both kinds.
+PLANS = {
+    "FREE": {"max_running": 2, "tasks_per_day": 5, "tasks_per_30_days": 30},
+    "ENTERPRISE": {},
+}
+
+
+async def test_a_user_sees_their_plan_and_usage_and_a_licences_plan(
+    chromium: str, tmp_path: Path, sqlite_url: str
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        sqlite_url,
+        simulator_time_scale=TIME_SCALE,
+        polling_speedup=TIME_SCALE,
+        plans=PLANS,
+        default_plan="FREE",
+    )
+    async with live_server(settings) as server:
+        await _plan_card_follows_usage_and_licence(server)
+
+
+async def _plan_card_follows_usage_and_licence(server: LiveServer) -> None:
+    from .admin_helpers import admin_headers
+
+    admin = await admin_headers(server, "operator")
+    user = await server.user("grace")
+    seen = await run_in_browser(
+        "plan_card",
+        server.base_url,
+        _shot(server, "plan"),
+        username="grace",
+        prompt="A kite over the dunes",
+    )
+    free = server.running.services.settings.plans["FREE"]
+    assert seen["before"]["name"] == "FREE"
+    assert seen["before"]["usage"] == {
+        "running": f"0 of {free.max_running}",
+        "day": f"0 of {free.tasks_per_day}",
+        "thirty-days": f"0 of {free.tasks_per_30_days}",
+    }
+    assert seen["after"]["usage"]["day"] == f"1 of {free.tasks_per_day}"
+    assert seen["after"]["usage"]["thirty-days"] == f"1 of {free.tasks_per_30_days}"
+    assert seen["before"]["licence"] == "No licence: the default plan applies."
+
+    generated = await server.client.post(
+        "/api/admin/license/generate", json={"type": "ENTERPRISE"}, headers=admin
+    )
+    key = generated.json()["data"]["licenseKey"]
+    activated = await server.client.post(
+        "/api/license/activate", json={"licenseKey": key}, headers=user
+    )
+    assert activated.status_code == 200, activated.text
+    seen = await run_in_browser(
+        "plan_card", server.base_url, _shot(server, "plan-licensed"), username="grace"
+    )
+    card = seen["before"]
+    info = (await server.client.get("/api/license/info", headers=user)).json()["data"]
+    assert card["name"] == info["plan"]["name"] == "ENTERPRISE"
+    # ENTERPRISE counts have no limit: the figure alone; the key only masked.
+    assert card["usage"]["day"] == card["usage"]["thirty-days"] == "1"
+    assert info["license"]["licenseKey"] in card["licence"] and key not in card["licence"]
+    assert "ENTERPRISE" in card["licence"] and "active" in card["licence"]

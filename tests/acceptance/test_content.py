@@ -588,3 +588,8 @@ async def test_deleting_a_finished_task_removes_its_files_and_its_links(
     figures = (await server.client.get("/api/admin/statistics", headers=root)).json()["data"]
     assert figures["tasks"]["total"] == 1 and figures["tasks"]["byStatus"]["COMPLETED"] == 1
     assert figures["videos"] == {"stored": 0, "bytes": 0}
+    user = await server.services.storage.accounts.by_username("alice")
+    assert user is not None
+    detail = await server.client.get(f"/api/admin/users/{user.id}", headers=root)
+    assert detail.status_code == 200, detail.text
+    assert detail.json()["data"]["tasksByStatus"]["COMPLETED"] == 1

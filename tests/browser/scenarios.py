@@ -7,6 +7,7 @@ JSON-able observations for the test to check against the server.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from playwright.sync_api import Page, expect
@@ -315,3 +316,144 @@ def api_keys(page: Page, base_url: str, username: str) -> dict[str, Any]:
         "page_text": page.locator("body").inner_text(),
         "base_url_hint": page.locator("#relay-base").inner_text(),
     }
+
+
+def open_admin_section(page: Page, base_url: str, admin: str, tab: str) -> None:
+    """Log in as ``admin`` and open one tab of the admin section."""
+    log_in(page, base_url, admin, "password-1")
+    page.locator("#views [data-view=admin]").click()
+    expect(page.locator("#admin-view")).to_be_visible()
+    page.get_by_role("tab", name=tab).click()
+
+
+def _user_rows(page: Page) -> list[str]:
+    rows = page.locator("#users-table tbody tr")
+    names: list[str] = rows.locator("strong").all_inner_texts()
+    return names
+
+
+def _search_users(page: Page, q: str = "", role: str = "", active: str = "") -> None:
+    """Submit the users search and wait for the list it asked for to arrive."""
+    form = page.locator("#users-search")
+    form.locator("[name=q]").fill(q)
+    form.locator("[name=role]").select_option(role)
+    form.locator("[name=isActive]").select_option(active)
+    with page.expect_response(lambda r: "/api/admin/users?" in r.url):
+        form.get_by_role("button", name="Search").click()
+
+
+def _user_row(page: Page, username: str) -> Any:
+    return page.locator("#users-table tbody tr").filter(
+        has=page.locator("strong", has_text=username)
+    )
+
+
+def admin_ban_user(page: Page, base_url: str, admin: str, user: str) -> dict[str, Any]:
+    """Search users by part of a name, ban the one found; report what the page showed."""
+    open_admin_section(page, base_url, admin, "Users")
+    expect(page.locator("#users-table tbody tr")).not_to_have_count(0)
+    everyone = _user_rows(page)
+    _search_users(page, q=user[:3])
+    expect(page.locator("#users-table tbody tr")).to_have_count(1)
+    found = _user_rows(page)
+    row = _user_row(page, user)
+    row.get_by_role("button", name="Ban").click()
+    expect(row.locator("td").nth(2)).to_have_text("banned")
+    expect(row.get_by_role("button", name="Unban")).to_be_visible()
+    return {"everyone": everyone, "found": found}
+
+
+def admin_change_users(
+    page: Page, base_url: str, admin: str, banned: str, other: str
+) -> dict[str, Any]:
+    """Unban ``banned``; make ``other`` an ADMIN, then deactivate it; filter by role and state."""
+    open_admin_section(page, base_url, admin, "Users")
+    row = _user_row(page, banned)
+    row.get_by_role("button", name="Unban").click()
+    expect(row.locator("td").nth(2)).to_have_text("active")
+    expect(row.get_by_role("button", name="Ban")).to_be_visible()
+
+    # The role change is saved, then the list is read again from the server.
+    target = _user_row(page, other)
+    with page.expect_response(lambda r: "/api/admin/users?" in r.url):
+        target.get_by_role("combobox").select_option("ADMIN")
+    _search_users(page, role="ADMIN")
+    expect(page.locator("#users-table tbody tr")).to_have_count(2)
+    admins = _user_rows(page)
+
+    target = _user_row(page, other)
+    target.get_by_role("button", name="Deactivate").click()
+    expect(target.locator("td").nth(2)).to_have_text("inactive")
+    _search_users(page, active="false")
+    expect(page.locator("#users-table tbody tr")).to_have_count(1)
+    return {
+        "admins": admins,
+        "inactive": _user_rows(page),
+        "role_shown": target.get_by_role("combobox").input_value(),
+    }
+
+
+def admin_licences(page: Page, base_url: str, admin: str) -> dict[str, Any]:
+    """Generate a PRO licence (its key shown once), reload, revoke it; report what was shown."""
+    open_admin_section(page, base_url, admin, "Licences")
+    form = page.locator("#license-form")
+    form.locator("[name=type]").select_option("PRO")
+    form.locator("[name=durationDays]").fill("30")
+    form.get_by_role("button", name="Generate").click()
+    expect(page.locator("#new-keys")).to_be_visible()
+    rows = page.locator("#licenses-table tbody tr")
+    expect(rows).to_have_count(1)
+    shown = page.locator("#new-keys-text").inner_text()
+    listed = rows.first.inner_text()
+
+    # After a reload the key is gone for good: only its masked form is listed.
+    page.reload()
+    page.locator("#views [data-view=admin]").click()
+    page.get_by_role("tab", name="Licences").click()
+    expect(rows).to_have_count(1)
+    expect(page.locator("#new-keys")).to_be_hidden()
+    after_reload = rows.first.inner_text()
+    page_text = page.locator("body").inner_text()
+
+    rows.first.get_by_role("button", name="Revoke").click()
+    expect(rows.first).to_have_attribute("data-status", "REVOKED")
+    expect(rows.first.get_by_role("button", name="Revoke")).to_have_count(0)
+    return {
+        "shown": shown,
+        "listed": listed,
+        "after_reload": after_reload,
+        "page_text": page_text,
+        "id": rows.first.get_attribute("data-license-id"),
+        "state_shown": rows.first.locator("td").nth(4).inner_text(),
+    }
+
+
+def _plan_card(page: Page) -> dict[str, Any]:
+    usage = page.locator("#plan-usage [data-usage]")
+    return {
+        "name": page.locator("#plan-name").inner_text(),
+        "usage": dict(
+            zip(
+                usage.evaluate_all("rows => rows.map(r => r.dataset.usage)"),
+                usage.locator("dd").all_inner_texts(),
+                strict=True,
+            )
+        ),
+        "licence": page.locator("#plan-licence").inner_text(),
+    }
+
+
+def plan_card(page: Page, base_url: str, username: str, prompt: str = "") -> dict[str, Any]:
+    """What the plan card says on logging in, and (given a prompt) after creating a task."""
+    log_in(page, base_url, username, "password-1")
+    expect(page.locator("#plan")).to_be_visible()
+    expect(page.locator("#plan-usage [data-usage]")).to_have_count(3)
+    seen: dict[str, Any] = {"before": _plan_card(page)}
+    if prompt:
+        page.fill("#create-form [name=prompt]", prompt)
+        page.click("#create-submit")
+        expect(page.locator("#plan-usage [data-usage=day] dd")).to_have_text(
+            re.compile(r"^1( of \d+)?$")
+        )
+        seen["after"] = _plan_card(page)
+    return seen

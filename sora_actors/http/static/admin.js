@@ -68,35 +68,34 @@ async function loadPublicConfig() {
   }
 }
 
-function words(key) {
-  return key.replace(/([a-z0-9])([A-Z])/g, "$1 $2").replace(/_/g, " ").toLowerCase();
-}
+// What is used of the plan, each against the plan's limit for it (null: no limit).
+const USAGE_ROWS = [
+  ["running", "running now", "running", "maxRunning"],
+  ["day", "tasks in the last 24 hours", "tasksLast24Hours", "tasksPerDay"],
+  ["thirty-days", "tasks in the last 30 days", "tasksLast30Days", "tasksPer30Days"],
+];
 
-function shown(value) {
-  if (value === null || value === undefined) return "—";
-  if (typeof value === "object") {
-    if ("used" in value && "limit" in value) return `${value.used} of ${value.limit ?? "∞"}`;
-    return Object.entries(value).map(([k, v]) => `${words(k)}: ${shown(v)}`).join(", ");
-  }
-  return String(value);
-}
-
-/** The caller's plan and what is used of it: whatever fields the server sends. */
+/** The caller's plan, its licence (masked) and what is used of it (GET /api/license/info). */
 async function loadPlan() {
   const card = $("#plan");
   try {
     const { data } = await api("GET", "/api/license/info");
-    $("#plan-name").textContent = data.plan?.name || data.plan || data.type || "—";
-    const usage = data.usage && typeof data.usage === "object" ? data.usage : {};
-    const rows = Object.entries(usage).map(([key, value]) => {
-      const row = el("div", null, { "data-usage": key });
-      row.append(el("dt", words(key)), el("dd", shown(value)));
+    $("#plan-name").textContent = data.plan.name;
+    const rows = USAGE_ROWS.map(([name, label, used, limit]) => {
+      const row = el("div", null, { "data-usage": name });
+      const cap = data.plan[limit];
+      row.append(el("dt", label), el("dd", cap == null ? data.usage[used] : `${data.usage[used]} of ${cap}`));
       return row;
     });
+    const licence = data.license;
+    $("#plan-licence").textContent = licence
+      ? `Licence ${licence.licenseKey} (${licence.type}, ${licence.status.toLowerCase()}` +
+        `${licence.expiresAt ? `, expires ${when(licence.expiresAt)}` : ""})`
+      : "No licence: the default plan applies.";
     $("#plan-usage").replaceChildren(...rows);
     card.hidden = false;
   } catch {
-    card.hidden = true; // no plan information on this server (yet)
+    card.hidden = true; // the task list reports connection problems already
   }
 }
 
@@ -312,21 +311,19 @@ function userRow(user) {
   const roleCell = el("td");
   roleCell.append(role);
   const actions = el("td");
-  if (user.isActive) {
-    actions.append(
-      button("Ban", () => changeUser(() => api("POST", `${path}/ban`, { banned: true }), "#users-error"), "ghost danger"),
-      button("Deactivate", () => changeUser(() => api("PUT", path, { isActive: false }), "#users-error")),
-    );
-  } else {
-    actions.append(
-      button("Unban", () => changeUser(() => api("POST", `${path}/ban`, { banned: false }), "#users-error")),
-      button("Activate", () => changeUser(() => api("PUT", path, { isActive: true }), "#users-error")),
-    );
-  }
+  // Banned and deactivated are separate flags (either one refuses the account).
+  actions.append(
+    user.banned
+      ? button("Unban", () => changeUser(() => api("POST", `${path}/ban`, { banned: false }), "#users-error"))
+      : button("Ban", () => changeUser(() => api("POST", `${path}/ban`, { banned: true }), "#users-error"), "ghost danger"),
+    user.isActive
+      ? button("Deactivate", () => changeUser(() => api("PUT", path, { isActive: false }), "#users-error"))
+      : button("Activate", () => changeUser(() => api("PUT", path, { isActive: true }), "#users-error")),
+  );
   row.append(
     who,
     roleCell,
-    el("td", user.isActive ? "active" : "inactive"),
+    el("td", user.banned ? "banned" : user.isActive ? "active" : "inactive"),
     el("td", user.taskCount ?? "—"),
     el("td", when(user.lastLogin) || "never"),
     actions,
@@ -337,8 +334,11 @@ function userRow(user) {
 async function loadUsers() {
   $("#users-error").textContent = "";
   const query = new URLSearchParams({ page: "1", pageSize: "50" });
-  const q = $("#users-search [name=q]").value.trim();
+  const form = $("#users-search");
+  const q = form.q.value.trim();
   if (q) query.set("q", q);
+  if (form.role.value) query.set("role", form.role.value);
+  if (form.isActive.value) query.set("isActive", form.isActive.value);
   try {
     const { data } = await api("GET", `/api/admin/users?${query}`);
     $("#users-table tbody").replaceChildren(...data.items.map(userRow));
@@ -350,16 +350,10 @@ async function loadUsers() {
 
 // ---------------------------------------------------------------- admin: licences
 
-function licenceState(licence) {
-  if (licence.isActive === false) return "revoked";
-  if (licence.expiresAt && new Date(licence.expiresAt) <= new Date()) return "expired";
-  if (!licence.userId) return "unused";
-  return "active";
-}
-
 function licenceRow(licence) {
-  const row = el("tr", null, { "data-license-id": licence.id });
-  const stateName = licenceState(licence);
+  // The server says the state (UNUSED, ACTIVE, EXPIRED, REVOKED): its clock, not ours.
+  const stateName = licence.status.toLowerCase();
+  const row = el("tr", null, { "data-license-id": licence.id, "data-status": licence.status });
   const key = el("td");
   key.append(el("code", licence.licenseKey || "—"));
   const actions = el("td");

@@ -568,6 +568,7 @@ async function onCreateSubmit(event) {
       await loadTasks();
     }
     applyTask(data);
+    loadPlan(); // the new task counts against the plan
   } catch (failure) {
     $("#create-error").textContent = failure.message;
   } finally {
