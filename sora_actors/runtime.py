@@ -17,6 +17,7 @@ from functools import partial
 import trio
 
 from .backoff import Backoff
+from .channel_registry import ChannelRegistry
 from .channels import Channel, ChannelInfo, ChannelSet, CircuitBreaker
 from .content_store import LocalContentStore
 from .hub import Encode, Hub
@@ -50,7 +51,8 @@ class Runtime:
 
     provider: CountingProvider  # the first channel's (its counts are every channel's)
     channels: ChannelSet
-    channel_specs: tuple[ChannelSettings, ...]  # how each channel was configured
+    channel_specs: tuple[ChannelSettings, ...]  # the settings' channels
+    channel_registry: ChannelRegistry  # the effective ones, admins' changes applied
     hub: Hub
     supervisor: Supervisor
     relay: Relay
@@ -162,13 +164,22 @@ async def open_channel(
 @asynccontextmanager
 async def open_channels(
     settings: Settings, specs: tuple[ChannelSettings, ...], storage: Storage
-) -> AsyncIterator[tuple[ChannelSet, CountingProvider]]:
-    """Every channel, open until the block ends; and the first one's counting provider
-    (whose counts are every channel's: they share one tally, for /metrics)."""
+) -> AsyncIterator[tuple[ChannelRegistry, CountingProvider]]:
+    """Every channel (the settings' overlaid by the admins' stored ones), open until the
+    block ends; and the first one's counting provider (whose counts are every channel's:
+    they share one tally, for /metrics). Channels added at run time open in the same stack."""
     counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+
+    async def opener(spec: ChannelSettings, stack: AsyncExitStack) -> Channel:
+        channel, _ = await open_channel(settings, spec, stack, counts, storage)
+        return channel
+
+    registry = ChannelRegistry(storage, specs, opener, refresh_s=settings.config_refresh_seconds)
     async with AsyncExitStack() as stack:
-        opened = [await open_channel(settings, spec, stack, counts, storage) for spec in specs]
-        yield ChannelSet(channel for channel, _ in opened), opened[0][1]
+        channels = await registry.open(stack)
+        counted = next(iter(channels.channels.values())).inner
+        assert isinstance(counted, CountingProvider)
+        yield registry, counted
 
 
 @asynccontextmanager
@@ -213,7 +224,9 @@ async def open_runtime(
             )
         if not specs:
             specs = (default_channel(settings, base_url, api_key),)
-        async with open_channels(settings, specs, storage) as (channels, provider):
+        async with open_channels(settings, specs, storage) as (registry, provider):
+            channels = registry.channels
+            assert channels is not None
             hub = Hub(
                 encode,
                 queue_size=settings.ws_send_queue_size,
@@ -263,10 +276,12 @@ async def open_runtime(
                 actors.start_soon(hub.run, name="hub sweeper")
                 actors.start_soon(content.sweep_forever, name="content retention sweep")
                 actors.start_soon(config.run, name="run-time config")
+                actors.start_soon(registry.run, name="run-time channels")
                 yield Runtime(
                     provider=provider,
                     channels=channels,
                     channel_specs=specs,
+                    channel_registry=registry,
                     hub=hub,
                     supervisor=supervisor,
                     relay=relay,
@@ -276,7 +291,7 @@ async def open_runtime(
                     content=content,
                     tasks=tasks,
                     webhooks=WebhookInbox(
-                        {spec.name: spec.webhook_secret for spec in specs},
+                        registry.secrets,
                         storage=storage,
                         supervisor=supervisor,
                         watch=watch,

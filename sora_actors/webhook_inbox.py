@@ -46,19 +46,22 @@ class WebhookInbox:
         supervisor: Supervisor,
         watch: WebhookWatch,
     ) -> None:
-        """``secrets``: channel name -> ``whsec_`` secret (empty: no webhooks there)."""
-        self._verifiers = {
-            name: WebhookVerifier(secret) for name, secret in secrets.items() if secret
-        }
+        """``secrets``: channel name -> ``whsec_`` secret (empty: no webhooks there); read
+        at each delivery, so channels admins change at run time take effect at once."""
+        self._secrets = secrets
+        self._verifiers: dict[str, WebhookVerifier] = {}  # by secret
         self._storage = storage
         self._supervisor = supervisor
         self._watch = watch
 
     async def receive(self, channel: str, headers: Mapping[str, str], body: bytes) -> Receipt:
         """Verify and deliver; raises UnknownChannel or `WebhookRefused`."""
-        verifier = self._verifiers.get(channel)
-        if verifier is None:
+        secret = self._secrets.get(channel)
+        if not secret:
             raise UnknownChannel(channel)
+        verifier = self._verifiers.get(secret)
+        if verifier is None:
+            verifier = self._verifiers[secret] = WebhookVerifier(secret)
         event = verifier.verify(headers, body)
         self._watch.received(channel)
         if event.type not in EVENTS:
