@@ -279,3 +279,25 @@ async def test_a_channel_created_on_one_instance_is_used_by_another_within_a_sec
             while "fresh" in a.services.runtime.channels.channels:
                 assert trio.current_time() - saved < 1.0, "instance A still routes to it"
                 await trio.sleep(0.01)
+
+
+async def test_a_channel_stored_outside_the_server_is_applied_within_a_second(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """SQLite: the 1 s re-read picks up a channel written by another process (by hand)."""
+    from sora_actors.storage import Activity, open_storage
+
+    settings = make_settings(tmp_path, sqlite_url, config_refresh_seconds=1.0)
+    async with live_server(settings) as server, open_storage(sqlite_url, exclusive=False) as other:
+        spec = {"name": "hand", "base_url": "http://127.0.0.1:9/v1", "api_keys": ["sk-hand"]}
+        await other.channels.write("hand", spec, Activity("admin_channel_create"))
+        written = trio.current_time()
+        while server.services.runtime.channels.named("hand") is None:
+            assert trio.current_time() - written < 2.0, "the channel was not applied in time"
+            await trio.sleep(0.02)
+        await other.channels.write("hand", None, Activity("admin_channel_delete"))
+        written = trio.current_time()
+        while "hand" in server.services.runtime.channel_registry.specs:
+            assert trio.current_time() - written < 2.0, "the delete was not applied in time"
+            await trio.sleep(0.02)
+        assert server.services.runtime.channels.named("hand") is None
