@@ -158,9 +158,9 @@ class ChannelRegistry:
 
     async def load(self) -> None:
         """Re-read the stored channels and apply what changed."""
-        specs = effective(self._file, await self._storage.channels.read())
         assert self.channels is not None and self._stack is not None, "open() first"
-        async with self._lock:
+        async with self._lock:  # one re-read and apply at a time, in order
+            specs = effective(self._file, await self._storage.channels.read())
             if not specs:
                 log.error("the stored channels remove every channel; keeping the current ones")
                 return
