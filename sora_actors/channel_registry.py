@@ -11,7 +11,9 @@ within a second (`refresh.keep_current`: NOTIFY on ``sora_channel_events`` on Po
   stack); tasks look their channel up by name at every call, so the tasks already on a
   replaced channel go on with the new URL and keys from their next call;
 - a deleted channel leaves routing (no new task goes there) but is kept, with its open
-  adapters, for the tasks already on it until they end (or the process restarts);
+  adapters, for the tasks already on it until they end; its tombstone keeps its last
+  settings, so after a restart (or on an instance that takes such a task over) it is opened
+  again out of routing for them;
 - an unchanged channel keeps its object, its circuit and its statistics.
 
 Replaced channels' old adapters stay open until the process stops (in-flight calls may
@@ -104,18 +106,23 @@ def parse(raw: Any, current: ChannelSettings | None = None) -> ChannelSettings:
 
 def effective(
     file: Iterable[ChannelSettings], rows: Iterable[ChannelRow]
-) -> dict[str, ChannelSettings]:
-    """The settings' channels overlaid by the stored ones (see the module doc)."""
+) -> tuple[dict[str, ChannelSettings], dict[str, ChannelSettings]]:
+    """The settings' channels overlaid by the stored ones (see the module doc); and the
+    deleted ones, as they were last, for the tasks still on them."""
     specs = {spec.name: spec for spec in file}
+    gone: dict[str, ChannelSettings] = {}
     for row in rows:
-        if row.spec is None:
-            specs.pop(row.name, None)
-            continue
         try:
-            specs[row.name] = ChannelSettings.model_validate(row.spec)
+            spec = ChannelSettings.model_validate(row.spec)
         except ValidationError as error:  # a hand edit: the name is left as it was
             log.warning("stored channel %r is invalid, ignored: %s", row.name, error)
-    return specs
+            continue
+        if row.deleted:
+            specs.pop(row.name, None)
+            gone[row.name] = spec
+        else:
+            specs[row.name] = spec
+    return specs, gone
 
 
 class ChannelRegistry:
@@ -142,14 +149,23 @@ class ChannelRegistry:
     async def open(self, stack: AsyncExitStack) -> ChannelSet:
         """Open the effective channels (adapters closed with ``stack``): the ChannelSet."""
         self._stack = stack
-        specs = effective(self._file, await self._storage.channels.read())
+        specs, gone = effective(self._file, await self._storage.channels.read())
         if not specs:
             log.error("the stored channels remove every channel; using the settings' ones")
             specs = {spec.name: spec for spec in self._file}
         opened = [await self._open(spec, stack) for spec in specs.values()]
         self.channels = ChannelSet(opened)
+        await self._keep(gone)
         self._set(specs)
         return self.channels
+
+    async def _keep(self, gone: dict[str, ChannelSettings]) -> None:
+        """Deleted channels this process has not got: open them out of routing, for tasks
+        still on them (after a restart, or taken over from another instance)."""
+        assert self.channels is not None and self._stack is not None
+        for name, spec in gone.items():
+            if name not in self.channels.channels and name not in self.channels.retired:
+                self.channels.keep(await self._open(spec, self._stack))
 
     def _set(self, specs: dict[str, ChannelSettings]) -> None:
         self.specs = specs
@@ -160,7 +176,7 @@ class ChannelRegistry:
         """Re-read the stored channels and apply what changed."""
         assert self.channels is not None and self._stack is not None, "open() first"
         async with self._lock:  # one re-read and apply at a time, in order
-            specs = effective(self._file, await self._storage.channels.read())
+            specs, gone = effective(self._file, await self._storage.channels.read())
             if not specs:
                 log.error("the stored channels remove every channel; keeping the current ones")
                 return
@@ -172,6 +188,7 @@ class ChannelRegistry:
                 self.channels.retire(name)
                 log.info("channel %s removed (its running tasks keep it)", name)
             self._set(specs)
+            await self._keep(gone)
 
     async def create(self, spec: ChannelSettings, activity: Activity) -> ChannelSettings:
         if spec.name in self.specs:
@@ -201,8 +218,10 @@ class ChannelRegistry:
 
     async def _store(self, name: str, spec: ChannelSettings | None, activity: Activity) -> None:
         """Write (and log, and announce), then apply here at once."""
-        stored = spec.model_dump(mode="json") if spec is not None else None
-        await self._storage.channels.write(name, stored, activity)
+        last = spec or self.specs[name]
+        await self._storage.channels.write(
+            name, last.model_dump(mode="json"), activity, deleted=spec is None
+        )
         await self.load()
 
     async def run(self) -> NoReturn:

@@ -407,6 +407,11 @@ class ChannelSet:
         self.retired.pop(channel.name, None)
         self.channels[channel.name] = channel
 
+    def keep(self, channel: Channel) -> None:
+        """A channel out of routing from the start: only tasks already on it use it."""
+        if channel.name not in self.channels:
+            self.retired[channel.name] = channel
+
     def retire(self, name: str) -> None:
         """Take a channel out of routing; tasks already on it keep using it until they
         end (or the process restarts). The last channel cannot go (ValueError)."""

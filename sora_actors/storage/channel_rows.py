@@ -21,10 +21,12 @@ CHANNEL = "sora_channel_events"
 
 @dataclass(frozen=True, slots=True)
 class ChannelRow:
-    """One stored channel: its spec (None for a tombstone or unreadable JSON)."""
+    """One stored channel: its spec (None for unreadable JSON); a tombstone (``deleted``)
+    keeps the spec the channel had, for the tasks still on it."""
 
     name: str
     spec: dict[str, Any] | None
+    deleted: bool
     updated_at: int
 
 
@@ -32,18 +34,16 @@ async def _read(conn: Any) -> list[ChannelRow]:
     rows = await conn.fetch_all("SELECT name, spec, deleted, updated_at FROM channels")
     stored: list[ChannelRow] = []
     for row in rows:
-        spec: dict[str, Any] | None = None
-        if not row["deleted"]:
-            try:
-                spec = json.loads(row["spec"])
-            except ValueError:
-                spec = None  # a hand edit: the reader treats it as deleted and says so
-        stored.append(ChannelRow(row["name"], spec, int(row["updated_at"])))
+        try:
+            spec = json.loads(row["spec"])
+        except ValueError:
+            spec = None  # a hand edit: the reader ignores the row and says so
+        stored.append(ChannelRow(row["name"], spec, bool(row["deleted"]), int(row["updated_at"])))
     return stored
 
 
 async def _write(
-    conn: Any, name: str, spec: dict[str, Any] | None, activity: Activity, notify: bool
+    conn: Any, name: str, spec: dict[str, Any], deleted: bool, activity: Activity, notify: bool
 ) -> None:
     now = wall_ms()
     # Delete + insert rather than an upsert: the same statements on SQLite and PostgreSQL.
@@ -53,8 +53,8 @@ async def _write(
         "VALUES (:name, :spec, :deleted, :at)",
         {
             "name": name,
-            "spec": json.dumps(spec if spec is not None else {}),
-            "deleted": 1 if spec is None else 0,
+            "spec": json.dumps(spec),
+            "deleted": 1 if deleted else 0,
             "at": now,
         },
     )
@@ -74,7 +74,10 @@ class ChannelRows:
     async def read(self) -> list[ChannelRow]:
         return await self._db.read(_read)
 
-    async def write(self, name: str, spec: dict[str, Any] | None, activity: Activity) -> None:
-        """Store ``spec`` as channel ``name`` (None: a tombstone) and log ``activity``."""
+    async def write(
+        self, name: str, spec: dict[str, Any], activity: Activity, *, deleted: bool = False
+    ) -> None:
+        """Store ``spec`` as channel ``name`` (``deleted``: as a tombstone that keeps the
+        channel's last spec) and log ``activity``."""
         notify = self._db.dialect == "postgresql"
-        await self._db.run(_write, name, spec, activity, notify)
+        await self._db.run(_write, name, spec, deleted, activity, notify)

@@ -295,9 +295,37 @@ async def test_a_channel_stored_outside_the_server_is_applied_within_a_second(
         while server.services.runtime.channels.named("hand") is None:
             assert trio.current_time() - written < 2.0, "the channel was not applied in time"
             await trio.sleep(0.02)
-        await other.channels.write("hand", None, Activity("admin_channel_delete"))
+        await other.channels.write("hand", spec, Activity("admin_channel_delete"), deleted=True)
         written = trio.current_time()
         while "hand" in server.services.runtime.channel_registry.specs:
             assert trio.current_time() - written < 2.0, "the delete was not applied in time"
             await trio.sleep(0.02)
         assert server.services.runtime.channels.named("hand") is None
+
+
+async def test_a_running_task_of_a_deleted_channel_completes_there_after_a_restart(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The tombstone keeps the channel's last settings: the restarted server opens it out
+    of routing for the task still on it, which completes there, not on the default."""
+    slow = ("--time-scale", "1", "--queue-min", "0.5", "--queue-max", "1", "--run-median", "5")
+    slow += ("--run-min", "4", "--run-max", "6", "--run-sigma", "0.2", "--seed", "7")
+    with simulators(slow, (*QUICK, "--seed", "8")) as (doomed, spare):
+        channels = [channel("doomed", doomed, "sk-d", 10), channel("spare", spare, "sk-s", 0)]
+        settings = make_settings(tmp_path, database_url, channels=channels, **SERVER)
+        async with live_server(settings) as server:
+            admin = await admin_headers(server)
+            user = await server.user("chan")
+            running = await new_task(server, user)
+            await wait_task(server, user, running, ("PROCESSING", *TERMINAL))
+            deleted = await server.client.delete("/api/admin/channels/doomed", headers=admin)
+            assert deleted.status_code == 200, deleted.text
+        async with live_server(settings) as server:
+            registry = server.services.runtime.channel_registry
+            assert list(registry.specs) == ["spare"]
+            assert server.services.runtime.channels.retired["doomed"].info.priority == 10
+            user = {"Authorization": f"Bearer {await server.login('chan')}"}
+            ended = await wait_task(server, user, running, TERMINAL)
+            assert ended["status"] == "COMPLETED", ended
+            assert await channel_of(server, running) == "doomed"
+            assert [j["id"] for j in await doomed.jobs("sk-d")] == [ended["externalVideoId"]]
