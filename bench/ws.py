@@ -215,7 +215,7 @@ async def server_main(args: argparse.Namespace) -> None:
     from sora_actors.hub import TaskEvent
     from sora_actors.server import Running, run_server
     from sora_actors.settings import load
-    from sora_actors.storage import Activity
+    from sora_actors.storage import Activity, NewSession
     from sora_actors.task_service import Order
 
     folder = Path(tempfile.mkdtemp(prefix="bench-ws-"))
@@ -239,7 +239,11 @@ async def server_main(args: argparse.Namespace) -> None:
         hub = services.runtime.hub
         user = await services.storage.accounts.create_user("bench", None, "x", Activity("register"))
         user_id = user.id
-        token, _ = Tokens(settings.jwt_secret, 86400).issue(user_id, "bench")
+        token, who = Tokens(settings.jwt_secret, 86400).issue(user_id, "bench")
+        # A token is good only for a stored session (sora_actors/access.py).
+        await services.storage.accounts.record_login(
+            NewSession(who.session_id, user_id, who.expires_at_ms), Activity("login", user_id)
+        )
         print(f"creating {args.connections} tasks ...", flush=True)
         tasks = []
         runtime = services.runtime

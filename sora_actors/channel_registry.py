@@ -143,7 +143,9 @@ class ChannelRegistry:
         self._lock = trio.Lock()
         self._stack: AsyncExitStack | None = None
         self.specs: dict[str, ChannelSettings] = {}
-        self.secrets: dict[str, str] = {}  # the webhook inbox reads it at each delivery
+        # The webhook inbox reads these at each delivery.
+        self.secrets: dict[str, str] = {}
+        self.dialects: dict[str, str] = {}
         self.channels: ChannelSet | None = None
 
     async def open(self, stack: AsyncExitStack) -> ChannelSet:
@@ -171,6 +173,8 @@ class ChannelRegistry:
         self.specs = specs
         self.secrets.clear()
         self.secrets.update({name: spec.webhook_secret for name, spec in specs.items()})
+        self.dialects.clear()
+        self.dialects.update({name: spec.dialect for name, spec in specs.items()})
 
     async def load(self) -> None:
         """Re-read the stored channels and apply what changed."""

@@ -75,6 +75,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"\1\2" + REDACTED + r"\2",
     ),
+    # bcrypt password hashes (a database driver logs statement arguments at DEBUG).
+    (re.compile(r"\$2[abxy]\$\d\d\$[./A-Za-z0-9]{53}"), REDACTED),
     # OpenAI-style API keys.
     (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), REDACTED),
     # The password of a URL (scheme://user:password@host); up to the last "@" of the authority.
@@ -297,6 +299,11 @@ def configure_from_settings(
     return configure(
         production=settings.is_production,
         level=level,
-        secrets=(settings.jwt_secret, settings.upstream_api_key, settings.content_url_secret),
+        secrets=(
+            settings.jwt_secret,
+            settings.upstream_api_key,
+            settings.content_url_secret,
+            settings.admin_password,
+        ),
         stream=stream,
     )

@@ -16,10 +16,12 @@ from functools import partial
 
 import trio
 
+from .access import Access
 from .backoff import Backoff
 from .channel_registry import ChannelRegistry
 from .channels import Channel, ChannelInfo, ChannelSet, CircuitBreaker
 from .content_store import LocalContentStore
+from .control import ControlEvents
 from .hub import Encode, Hub
 from .instrument import CountingProvider
 from .keeper import ContentKeeper
@@ -61,6 +63,7 @@ class Runtime:
     resumed: int
     content: ContentKeeper
     tasks: TaskService
+    access: Access
     webhooks: WebhookInbox
     plans: Plans
     config: SystemConfig  # the run-time settings operators change (issue 14)
@@ -109,6 +112,14 @@ def default_channel(settings: Settings, base_url: str, api_key: str) -> ChannelS
     )
 
 
+def webhook_url(settings: Settings, spec: ChannelSettings) -> str | None:
+    """Where the channel calls us back, told to it at create (Replicate): only when it has a
+    webhook secret and we know our public address."""
+    if not (spec.webhook_secret and settings.public_base_url):
+        return None
+    return f"{settings.public_base_url.rstrip('/')}/api/upstream/webhooks/{spec.name}"
+
+
 async def open_channel(
     settings: Settings,
     spec: ChannelSettings,
@@ -129,6 +140,7 @@ async def open_channel(
             allowed_seconds=spec.durations or OPENAI_SECONDS,
             max_requests_per_second=spec.max_requests_per_second,
             max_concurrent_jobs=spec.max_concurrent_jobs,
+            webhook_url=webhook_url(settings, spec),
         )
         limiter = Limiter(config.max_requests_per_second, config.max_concurrent_jobs)
         limiters.append(limiter)
@@ -275,6 +287,10 @@ async def open_runtime(
                 actors.start_soon(relay.run, name="event relay")
                 actors.start_soon(hub.run, name="hub sweeper")
                 actors.start_soon(content.sweep_forever, name="content retention sweep")
+                control = ControlEvents(storage)
+                access = Access(storage, control, ttl_s=settings.session_cache_seconds)
+                actors.start_soon(control.run, name="control events")
+                actors.start_soon(access.run, name="access watchers")
                 actors.start_soon(config.run, name="run-time config")
                 actors.start_soon(registry.run, name="run-time channels")
                 yield Runtime(
@@ -290,11 +306,13 @@ async def open_runtime(
                     resumed=resumed,
                     content=content,
                     tasks=tasks,
+                    access=access,
                     webhooks=WebhookInbox(
                         registry.secrets,
                         storage=storage,
                         supervisor=supervisor,
                         watch=watch,
+                        dialects=registry.dialects,
                     ),
                     plans=plans,
                     config=config,

@@ -21,6 +21,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from quart_trio import QuartTrio
 
+from .admins import ensure_admin
 from .garbage import collecting
 from .http.app import create_app
 from .http.listener import ConnectionLimits, Connections, serve
@@ -106,6 +107,7 @@ async def run_server(
         open_runtime(settings, storage, encode=encode_event) as runtime,
     ):
         log.info("database ready: %s", storage.dialect)
+        await ensure_admin(settings, storage)
         services = Services(settings=settings, storage=storage, runtime=runtime)
         connections = Connections(connection_limits(settings))
         app = create_app(services, connections)

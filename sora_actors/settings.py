@@ -184,6 +184,9 @@ class Settings(BaseModel):
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     gc_freeze_seconds: float = Field(default=0.5, ge=0)
     gc_major_growth: float = Field(default=2.0, gt=1)
+    session_cache_seconds: float = Field(default=1.0, ge=0)
+    admin_username: str = ""
+    admin_password: str = ""
     polling_policy: Literal["predictive", "seed"] = "predictive"
     upstream_webhook_secret: str = ""
     plans: dict[str, Plan] = Field(default_factory=dict)

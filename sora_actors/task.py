@@ -474,7 +474,10 @@ class TaskActor:
         if watch is None:
             return self._config.policy.schedule(trio.current_time(), submitted=submitted)
         return self._config.policy.schedule(
-            trio.current_time(), submitted=submitted, webhooks=watch.signal(DEFAULT_CHANNEL)
+            trio.current_time(),
+            submitted=submitted,
+            # The task's own channel: only its webhooks make its polling sparse.
+            webhooks=watch.signal(self.task.channel or DEFAULT_CHANNEL),
         )
 
     def _polling(self) -> bool:

@@ -1,12 +1,12 @@
 """Upstream webhooks, from a verified request to the task's actor.
 
-Each channel (today only ``default``, the single upstream) has its own ``whsec_`` secret.
-A verified ``video.completed`` / ``video.failed`` is handed to the actor of the task that
-holds the job, through the supervisor's mailbox: the actor polls once to confirm (a webhook
-is a hint, never trusted alone). A task whose actor runs on another instance is left to that
-instance's polling, which goes on as the safety net; a webhook is never forwarded.
-Any verified webhook also tells `WebhookWatch` that the channel delivers, which makes
-polling of its tasks sparse.
+Each channel has its own ``whsec_`` secret, and its dialect says how the body reads (an
+OpenAI event, a Replicate prediction). A verified ``video.completed`` / ``video.failed`` is
+handed to the actor of the task that holds the job, through the supervisor's mailbox: the
+actor polls once to confirm (a webhook is a hint, never trusted alone). A task whose actor
+runs on another instance is left to that instance's polling, which goes on as the safety
+net; a webhook is never forwarded. Any verified webhook also tells `WebhookWatch` that the
+channel delivers, which makes polling of its tasks sparse.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .polling import WebhookWatch
 from .storage import Storage
 from .supervisor import Supervisor
 from .task import UpstreamHint
-from .upstream.webhooks import EVENTS, WebhookVerifier
+from .upstream.webhooks import EVENTS, PARSERS, WebhookVerifier
 
 log = logging.getLogger("sora_actors.webhooks")
 
@@ -45,11 +45,14 @@ class WebhookInbox:
         storage: Storage,
         supervisor: Supervisor,
         watch: WebhookWatch,
+        dialects: Mapping[str, str] | None = None,
     ) -> None:
-        """``secrets``: channel name -> ``whsec_`` secret (empty: no webhooks there); read
-        at each delivery, so channels admins change at run time take effect at once."""
+        """``secrets``: channel name -> ``whsec_`` secret (empty: no webhooks there);
+        ``dialects``: channel name -> dialect (absent: ``openai``). Both are read at each
+        delivery, so channels admins change at run time take effect at once."""
         self._secrets = secrets
-        self._verifiers: dict[str, WebhookVerifier] = {}  # by secret
+        self._dialects: Mapping[str, str] = dialects if dialects is not None else {}
+        self._verifiers: dict[tuple[str, str], WebhookVerifier] = {}  # by secret and dialect
         self._storage = storage
         self._supervisor = supervisor
         self._watch = watch
@@ -59,9 +62,11 @@ class WebhookInbox:
         secret = self._secrets.get(channel)
         if not secret:
             raise UnknownChannel(channel)
-        verifier = self._verifiers.get(secret)
+        dialect = self._dialects.get(channel, "openai")
+        verifier = self._verifiers.get((secret, dialect))
         if verifier is None:
-            verifier = self._verifiers[secret] = WebhookVerifier(secret)
+            verifier = WebhookVerifier(secret, parse=PARSERS[dialect])
+            self._verifiers[(secret, dialect)] = verifier
         event = verifier.verify(headers, body)
         self._watch.received(channel)
         if event.type not in EVENTS:

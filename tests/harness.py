@@ -48,11 +48,12 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+async def live_server(settings: Settings, *, port: int = 0) -> AsyncIterator[LiveServer]:
+    """A real server; on ``port`` when its address must be known beforehand (0: any)."""
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         running: Running = await nursery.start(
-            partial(run_server, settings, host="127.0.0.1", port=0, shutdown_trigger=stop.wait)
+            partial(run_server, settings, host="127.0.0.1", port=port, shutdown_trigger=stop.wait)
         )
         try:
             async with httpx2.AsyncClient(base_url=running.url, timeout=15) as client:

@@ -1,4 +1,4 @@
-"""The ``sora-actors`` command: serve, migrate, simulator."""
+"""The ``sora-actors`` command: serve, migrate, simulator, users, and the client commands."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..settings import Settings, SettingsError, load
 from ..storage import StorageError, open_storage
 from ..upstream.fake.simulator import add_simulator_arguments
 from .client import add_client_commands
+from .users import add_user_commands
 
 log = logging.getLogger("sora_actors")
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.set_defaults(handler=_simulator)
 
     add_client_commands(commands)
+    add_user_commands(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""``/api/auth``: register, log in, who am I."""
+"""``/api/auth``: register, log in, who am I, is my token still good, log out."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from quart import Blueprint, Response, request
 from quart_schema import validate_request
 
 from ..clock import iso
-from ..storage import Activity, Conflict
+from ..storage import Activity, Conflict, NewSession, User
 from .apidoc import documented
 from .context import caller, client_address, ctx
 from .envelope import ApiError, ok
 from .licence_schemas import MeStandingEnvelope, MeStandingOut
 from .licences import standing
-from .models import LoginOut, LoginRequest, RegisterRequest, UserOut
+from .models import LoginOut, LoginRequest, LogoutOut, MeOut, RegisterRequest, UserOut, VerifyOut
 from .ratelimit import admit
-from .schemas import LoginEnvelope, UserEnvelope
+from .schemas import LoginEnvelope, LogoutEnvelope, UserEnvelope, VerifyEnvelope
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/api/auth")
 
@@ -60,7 +60,23 @@ async def register(data: RegisterRequest) -> Response:
     except Conflict as clash:
         code = "EMAIL_TAKEN" if clash.field == "email" else "USERNAME_TAKEN"
         raise ApiError(409, code, str(clash), details={"field": clash.field}) from None
-    return ok(UserOut(id=user.id, username=user.username, email=user.email), status=201)
+    return ok(user_out(user), status=201)
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(id=user.id, username=user.username, email=user.email, role=user.role)
+
+
+def me_out(user: User) -> MeOut:
+    return MeOut(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        role=user.role,
+        is_active=user.is_active,
+        last_login=iso(user.last_login),
+        created_at=iso(user.created_at),
+    )
 
 
 @blueprint.post("/login")
@@ -69,7 +85,7 @@ async def register(data: RegisterRequest) -> Response:
     json_body=LoginRequest,
     errors={
         401: ("INVALID_CREDENTIALS",),
-        403: ("ACCOUNT_DISABLED",),
+        403: ("ACCOUNT_DISABLED", "ACCOUNT_BANNED"),
         429: ("TOO_MANY_LOGIN_ATTEMPTS",),
         503: ("SERVER_BUSY",),
     },
@@ -90,15 +106,18 @@ async def login(data: LoginRequest) -> Response:
             raise ApiError(401, "INVALID_CREDENTIALS", INVALID_CREDENTIALS)
     if not user.is_active:
         raise ApiError(403, "ACCOUNT_DISABLED", "This account is disabled.")
-    await accounts.record_login(user.id, _activity("login", user.id))
+    if user.banned:
+        raise ApiError(403, "ACCOUNT_BANNED", "This account is banned.")
     token, who = context.tokens.issue(user.id, user.username)
-    return ok(
-        LoginOut(
-            token=token,
-            user=UserOut(id=user.id, username=user.username, email=user.email),
-            expires_at=who.expires_at_ms,
-        )
+    session = NewSession(
+        who.session_id,
+        user.id,
+        who.expires_at_ms,
+        client_address(),
+        request.headers.get("User-Agent"),
     )
+    await context.services.runtime.access.login(session, _activity("login", user.id))
+    return ok(LoginOut(token=token, user=user_out(user), expires_at=who.expires_at_ms))
 
 
 @blueprint.get("/me")
@@ -120,3 +139,24 @@ async def me() -> Response:
             usage=held.usage_out(),
         )
     )
+
+
+@blueprint.get("/verify")
+@documented(VerifyEnvelope, auth=True)
+async def verify() -> Response:
+    """Whether the token is still good (200 with the user), else 401 saying why
+    (INVALID_TOKEN, TOKEN_EXPIRED, SESSION_REVOKED, ACCOUNT_DISABLED, ACCOUNT_BANNED)."""
+    _, user = await caller()
+    return ok(VerifyOut(valid=True, user=me_out(user)))
+
+
+@blueprint.post("/logout")
+@documented(LogoutEnvelope, auth=True)
+async def logout() -> Response:
+    """End the token's session: it is refused from now on, by REST and ``/ws``, on every
+    instance (open WebSocket connections of the session are closed with 4401)."""
+    who, _ = await caller()
+    await ctx().services.runtime.access.logout(
+        who.session_id, who.user_id, _activity("logout", who.user_id)
+    )
+    return ok(LogoutOut(session_id=who.session_id, revoked=True), message="Logged out.")

@@ -40,7 +40,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 DOC_ATTRIBUTE = "_sora_route_doc"
 BEARER = "bearerAuth"
 
-AUTH_ERRORS = ("AUTH_REQUIRED", "INVALID_TOKEN", "TOKEN_EXPIRED", "ACCOUNT_DISABLED")
+AUTH_ERRORS = (
+    "AUTH_REQUIRED",
+    "INVALID_TOKEN",
+    "TOKEN_EXPIRED",
+    "ACCOUNT_DISABLED",
+    "ACCOUNT_BANNED",
+    "SESSION_REVOKED",
+)
 JSON_BODY_ERRORS: dict[int, tuple[str, ...]] = {
     400: ("INVALID_JSON", "JSON_TOO_DEEP", "DUPLICATE_KEY", "VALIDATION_ERROR"),
     413: ("PAYLOAD_TOO_LARGE",),
@@ -77,7 +84,9 @@ ones. Login normalises the same way; a name that cannot exist is 400 VALIDATION_
 
 Protected routes need `Authorization: Bearer <jwt>` (from `POST /api/auth/login`); a token
 whose account was deleted since is 401 INVALID_TOKEN, one whose account was disabled 401
-ACCOUNT_DISABLED.
+ACCOUNT_DISABLED, banned 401 ACCOUNT_BANNED, one whose session ended (`POST
+/api/auth/logout`, a password reset) 401 SESSION_REVOKED. `/api/admin/*` routes also answer
+403 FORBIDDEN to a token of a non-admin.
 Every response carries `X-Request-Id` (the caller's, if sane, else generated); quote it
 when reporting a problem.
 

@@ -14,6 +14,7 @@ from ..services import Services
 from . import (
     accounts,
     admin_licences,
+    admin_users,
     apidoc,
     apikeys,
     channels_admin,
@@ -178,6 +179,7 @@ def create_app(services: Services, connections: Connections | None = None) -> Qu
     app.register_blueprint(health.blueprint)
     app.register_blueprint(accounts.blueprint)
     app.register_blueprint(apikeys.blueprint)
+    app.register_blueprint(admin_users.blueprint)
     app.register_blueprint(tasks.blueprint)
     app.register_blueprint(links.blueprint)
     app.register_blueprint(files.blueprint)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from quart import current_app, request
 
+from ..access import Refused
 from ..services import Services
 from ..storage import User
 from . import keyauth
@@ -40,12 +41,14 @@ def ctx() -> HttpContext:
 
 async def principal() -> Principal:
     """The caller, from the Authorization header; 401 in the envelope otherwise, also when
-    the account behind a valid token was deleted or disabled since it was issued."""
+    the account behind a valid token was deleted, disabled or banned, or its session
+    revoked (logout), since it was issued."""
     return (await caller())[0]
 
 
 async def caller() -> tuple[Principal, User]:
-    """The caller and their account (one read); 401 in the envelope as for `principal`."""
+    """The caller and their account as they are now (from the access cache, not a read per
+    request: `sora_actors/access.py`); 401 in the envelope as for `principal`."""
     context = ctx()
     header = request.headers.get("Authorization")
     if (key := keyauth.bearer_key(header)) is not None:  # a personal API key (keyauth.py)
@@ -66,17 +69,16 @@ async def require_admin() -> tuple[Principal, User]:
 
 
 async def live_account(context: HttpContext, who: Principal) -> User:
-    """The account a verified token names; TokenError if it is gone or disabled.
+    """The account a verified token names; TokenError if it is gone, disabled or banned,
+    or the token's session was revoked.
 
-    A token outlives changes to its account, so each use looks the account up: one read by
-    primary key per authenticated request or WebSocket ``auth``.
+    A token outlives changes to its account, so each use asks the access cache, which is
+    as current as a read (it is dropped on every change, on every instance).
     """
-    user = await context.services.storage.accounts.by_id(who.user_id)
-    if user is None:
-        raise TokenError("INVALID_TOKEN", "The account behind this token no longer exists.")
-    if not user.is_active:
-        raise TokenError("ACCOUNT_DISABLED", "This account is disabled.")
-    return user
+    try:
+        return await context.services.runtime.access.check(who.user_id, who.session_id)
+    except Refused as refused:
+        raise TokenError(refused.code, refused.message) from None
 
 
 def client_address() -> str:

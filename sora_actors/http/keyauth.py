@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import trio
 from quart import current_app
 
+from ..access import Refused, usable
 from ..clock import wall_ms
 from ..storage import User
 from ..storage.apikeys import ApiKeyStore
@@ -98,7 +99,7 @@ class KeyAuth:
 
     async def verify(self, key: str) -> tuple[Principal, User]:
         """The key's holder; 401 in the envelope when the key is unknown, revoked, or its
-        account is disabled."""
+        account is disabled or banned."""
         digest = key_hash(key)
         found = await self.keys.by_hash(digest)
         if found is None:
@@ -106,8 +107,10 @@ class KeyAuth:
         api_key, user = found
         if api_key.revoked_at is not None:
             raise ApiError(401, "API_KEY_REVOKED", "This API key has been revoked.")
-        if not user.is_active:
-            raise ApiError(401, "ACCOUNT_DISABLED", "This account is disabled.")
+        try:
+            usable(user)
+        except Refused as refused:
+            raise ApiError(401, refused.code, refused.message) from None
         await self.stamps.used(api_key.id)
         self.holders[digest] = user.id
         self.holders.move_to_end(digest)

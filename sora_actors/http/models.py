@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -68,6 +68,15 @@ Prompt = Annotated[
 ]
 
 
+def _optional_email(value: str | None) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    if len(value) > 254 or not _EMAIL.fullmatch(value):
+        raise ValueError("not a valid email address")
+    return value
+
+
 def _check_password(value: str) -> str:
     if len(value.encode()) > BCRYPT_MAX_BYTES:
         raise ValueError(f"must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8")
@@ -94,12 +103,7 @@ class RegisterRequest(Wire):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is None or value.strip() == "":
-            return None
-        value = value.strip()
-        if len(value) > 254 or not _EMAIL.fullmatch(value):
-            raise ValueError("not a valid email address")
-        return value
+        return _optional_email(value)
 
     _password = field_validator("password")(_check_password)
 
@@ -127,10 +131,10 @@ class UserOut(Wire):
     id: str
     username: str
     email: str | None
+    role: str = Field(description="USER or ADMIN")
 
 
 class MeOut(UserOut):
-    role: str
     is_active: bool
     last_login: str | None
     created_at: str | None
@@ -140,3 +144,43 @@ class LoginOut(Wire):
     token: str
     user: UserOut
     expires_at: int = Field(description="Unix milliseconds")
+
+
+class VerifyOut(Wire):
+    valid: bool
+    user: MeOut
+
+
+class LogoutOut(Wire):
+    session_id: str
+    revoked: bool
+
+
+Role = Literal["USER", "ADMIN"]
+
+
+class AdminCreateUserRequest(RegisterRequest):
+    role: Role = "USER"
+
+
+class AdminUpdateUserRequest(Wire):
+    """Only the fields given change; ``email: null`` removes the address."""
+
+    email: str | None = Field(default=None, json_schema_extra={"pattern": f"^{_EMAIL.pattern}$"})
+    role: Role | None = None
+    is_active: bool | None = None
+    password: str | None = Field(default=None, min_length=6, description="a password reset")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return _optional_email(value)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str | None) -> str | None:
+        return None if value is None else _check_password(value)
+
+
+class BanRequest(Wire):
+    banned: bool

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from ..lifecycle import Status
-from .models import LoginOut, MeOut, UserOut
+from .models import LoginOut, LogoutOut, MeOut, UserOut, VerifyOut
 
 T = TypeVar("T")
 
@@ -230,6 +230,14 @@ class MeEnvelope(Ok[MeOut]):
     pass
 
 
+class VerifyEnvelope(Ok[VerifyOut]):
+    pass
+
+
+class LogoutEnvelope(Ok[LogoutOut]):
+    pass
+
+
 class TaskEnvelope(Ok[TaskOut]):
     pass
 
@@ -336,3 +344,67 @@ class ChannelBodyDoc(Out):
     max_requests_per_second: float = Field(default=10.0, gt=0)
     enabled: bool = True
     webhook_secret: str = Field(default="", description='"whsec_..." or empty')
+
+
+# -- admin: users ---------------------------------------------------------------------------
+
+
+class AdminUserOut(Out):
+    """An account as the admin list shows it."""
+
+    id: str
+    username: str
+    email: str | None
+    role: Literal["USER", "ADMIN"]
+    is_active: bool = Field(description="false: deactivated (DELETE); cannot log in")
+    banned: bool = Field(description="true: banned; cannot log in nor use any token")
+    created_at: str | None
+    last_login: str | None
+    task_count: int
+
+
+class ActivityOut(Out):
+    id: str
+    user_id: str | None
+    action: str
+    details: Any = Field(description="JSON object, or null")
+    ip: str | None
+    user_agent: str | None
+    created_at: str | None
+
+
+class AdminUserDetailOut(AdminUserOut):
+    license: dict[str, Any] | None = Field(
+        description="The user's newest licence (its key is never shown), or null"
+    )
+    tasks_by_status: dict[str, int]
+    recent_activity: list[ActivityOut] = Field(description="The last 20 entries, newest first")
+
+
+class AdminUserPage(Out):
+    items: list[AdminUserOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class AdminUserEnvelope(Ok[AdminUserOut]):
+    pass
+
+
+class AdminUserDetailEnvelope(Ok[AdminUserDetailOut]):
+    pass
+
+
+class AdminUserPageEnvelope(Ok[AdminUserPage]):
+    pass
+
+
+class AdminUserListQuery(BaseModel):
+    page: int | None = Field(default=None, ge=1, le=1_000_000, description="1-based")
+    page_size: int | None = Field(
+        default=None, alias="pageSize", ge=1, le=100, description="default 20"
+    )
+    q: str | None = Field(default=None, description="part of the username or email, or an id")
+    role: Literal["USER", "ADMIN"] | None = None
+    is_active: Literal["true", "false"] | None = Field(default=None, alias="isActive")

@@ -58,8 +58,9 @@ class WebhookHeaders(BaseModel):
     },
 )
 async def receive(channel: str) -> Response:
-    """An upstream's signed job-end event (``video.completed`` / ``video.failed``): the
-    task's actor polls once to confirm it."""
+    """An upstream's signed job end, in the channel's dialect (an OpenAI ``video.completed`` /
+    ``video.failed`` event, or Replicate's prediction object): the task's actor polls once to
+    confirm it."""
     body = await request.get_data(cache=False)
     assert isinstance(body, bytes)
     headers = {key.lower(): value for key, value in request.headers.items()}

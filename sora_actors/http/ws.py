@@ -12,10 +12,13 @@ and the sender drains the connection's bounded queue in the hub. Replies, snapsh
 pushed events all go through that one queue, so their order is the order they were made in.
 
 Close codes: 4408 no ``auth`` within ``ws_auth_timeout_seconds``; 4401 the token expired
-while connected, or (right after its ``authFailed``) the token's account was deleted or
-disabled; 4429 too slow (queue overflow, or nothing could be sent for
-``ws_stuck_seconds``), or too demanding (more messages or task subscriptions than
-`wslimits.WsLimits` allows; an ``error`` message comes first); 1001 the server is
+while connected, or (right after its ``authFailed``) the token's account was deleted,
+disabled or banned or its session revoked, or (right after an ``error`` with code
+SESSION_REVOKED, ACCOUNT_DISABLED, ACCOUNT_BANNED or INVALID_TOKEN) that happened while
+connected: `Authenticated` hears of every such change from the access cache, on every
+instance, and closes the connections that lost access; 4429 too slow (queue overflow, or
+nothing could be sent for ``ws_stuck_seconds``), or too demanding (more messages or task
+subscriptions than `wslimits.WsLimits` allows; an ``error`` message comes first); 1001 the server is
 stopping; 1003 binary frame; 1009 message too large (Hypercorn closes first, from
 ``websocket_max_message_size``). The hub knows none of these: it says why it dropped a
 subscriber (`DropReason`), and `CLOSE_CODES` maps that here.
@@ -37,6 +40,7 @@ import wsproto.utilities
 from quart import Blueprint, current_app
 from quart_trio import QuartTrio
 
+from ..access import Changed, Refused
 from ..clock import wall_ms
 from ..hub import DropReason, Frames, TaskEvent
 from ..storage import StorageUnavailable
@@ -99,8 +103,52 @@ def install(app: QuartTrio, context: HttpContext) -> None:
     Call before `observe.install`, so that its middleware (request id, access log) wraps
     this one too.
     """
-    app.asgi_app = WebSocketRoute(app.asgi_app, context)  # type: ignore[method-assign,assignment]
+    authenticated = Authenticated(context)
+    context.services.runtime.access.watch(authenticated.recheck)
+    app.asgi_app = WebSocketRoute(app.asgi_app, context, authenticated)  # type: ignore[method-assign,assignment]
     app.register_blueprint(blueprint)
+
+
+class Authenticated:
+    """The authenticated connections by user, so that a change to an account or a session
+    (a ban, a deactivation, a role change, a logout) closes the ones that lost access."""
+
+    def __init__(self, context: HttpContext) -> None:
+        self._context = context
+        self._by_user: dict[str, set[Connection]] = {}
+
+    def add(self, connection: Connection, user_id: str) -> None:
+        self._by_user.setdefault(user_id, set()).add(connection)
+
+    def remove(self, connection: Connection, user_id: str | None) -> None:
+        members = self._by_user.get(user_id) if user_id is not None else None
+        if members is not None:
+            members.discard(connection)
+            if not members:
+                del self._by_user[user_id]  # type: ignore[arg-type]
+
+    async def recheck(self, changed: Changed) -> None:
+        """Ask the access cache again for each connection the change may touch."""
+        access = self._context.services.runtime.access
+        users = tuple(self._by_user) if changed.everything else tuple(changed.users)
+        candidates = [c for u in users for c in self._by_user.get(u, ())]
+        if changed.sessions and not changed.everything:
+            candidates += [
+                c
+                for members in self._by_user.values()
+                for c in members
+                if c.session_id in changed.sessions
+            ]
+        for connection in set(candidates):
+            user_id, session_id = connection.sub.user_id, connection.session_id
+            if user_id is None or session_id is None:
+                continue
+            try:
+                await access.check(user_id, session_id)
+            except Refused as refused:
+                connection.revoke(refused.code, refused.message)
+            except Exception:  # the database is away: the next change or reset rechecks
+                log.warning("could not recheck a connection's access", exc_info=True)
 
 
 @blueprint.before_app_serving
@@ -190,13 +238,19 @@ class Connection:
         "_hub",
         "_last_words",
         "_receive_message",
+        "_registry",
         "_scope",
         "_send",
+        "session_id",
         "sub",
     )
 
-    def __init__(self, context: HttpContext, receive: Receive, send: Send) -> None:
+    def __init__(
+        self, context: HttpContext, receive: Receive, send: Send, registry: Authenticated
+    ) -> None:
         self._context = context
+        self._registry = registry
+        self.session_id: str | None = None
         self._hub = context.services.runtime.hub
         self._receive_message = receive
         self._send = send
@@ -234,6 +288,7 @@ class Connection:
                 await self._receive()
                 nursery.cancel_scope.cancel()  # the client left, or was told to go
         finally:
+            self._registry.remove(self, sub.user_id)
             self._hub.disconnect(sub)
             self._context.ws_limits.gone(sub)
         close = self._close
@@ -259,10 +314,21 @@ class Connection:
     def _error(self, code: str, message: str, reply_to: str | int | None = None) -> None:
         self._reply("error", {"code": code, "message": message}, reply_to)
 
-    def _refuse(self, code: str, message: str, reply_to: str | int | None = None) -> None:
-        """Close with 4429 after an ``error`` saying why (the queue is not drained first)."""
+    def _refuse(
+        self,
+        code: str,
+        message: str,
+        reply_to: str | int | None = None,
+        close: int = CLOSE_TOO_MANY,
+    ) -> None:
+        """Close (4429 by default) after an ``error`` saying why (the queue is not drained
+        first)."""
         self._last_words = frame("error", {"code": code, "message": message}, reply_to)
-        self._end(CLOSE_TOO_MANY, message)
+        self._end(close, message)
+
+    def revoke(self, code: str, message: str) -> None:
+        """The account or session lost access while connected: ``error`` then 4401."""
+        self._refuse(code, message, close=CLOSE_AUTH_FAILED)
 
     async def _sender(self) -> None:
         """Drain the queue into the socket; when the hub drops the subscriber, end the rest."""
@@ -380,6 +446,8 @@ class Connection:
             )
             return
         self._hub.authenticate(self.sub, principal.user_id, principal.expires_at_ms)
+        self.session_id = principal.session_id
+        self._registry.add(self, principal.user_id)
         self._context.ws_limits.authenticated(self.sub)
         self._authenticated.set()
         self._reply(
@@ -421,9 +489,10 @@ class Connection:
 class WebSocketRoute:
     """ASGI middleware: ``/ws`` connections are served here, everything else by ``inner``."""
 
-    def __init__(self, inner: ASGIApp, context: HttpContext) -> None:
+    def __init__(self, inner: ASGIApp, context: HttpContext, registry: Authenticated) -> None:
         self._inner = inner
         self._context = context
+        self._registry = registry
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket" or scope["path"] != PATH:
@@ -435,7 +504,7 @@ class WebSocketRoute:
         token = query.get("token", [None])[-1]
         try:
             await send({"type": "websocket.accept"})
-            await Connection(self._context, receive, send).run(token)
+            await Connection(self._context, receive, send, self._registry).run(token)
             # Read on until the client's side ends too (its close reply, or the socket):
             # a client still sending after we closed (a flood) would otherwise fill
             # Hypercorn's app queue, and its read loop, blocked on that queue, would never

@@ -17,7 +17,19 @@ from .errors import (
 )
 from .migrations import latest_version
 from .operations import LogEntry, LogQuery
-from .records import Activity, ContentRecord, NewTask, Task, TaskPage, User
+from .records import (
+    Activity,
+    ContentRecord,
+    NewSession,
+    NewTask,
+    SessionState,
+    Task,
+    TaskPage,
+    User,
+    UserChanges,
+    UserDetail,
+    UserSummary,
+)
 from .store import Storage, open_storage
 from .tasks import StaleTask
 
@@ -30,8 +42,10 @@ __all__ = [
     "Fault",
     "LogEntry",
     "LogQuery",
+    "NewSession",
     "NewTask",
     "SchemaTooNew",
+    "SessionState",
     "StaleTask",
     "Storage",
     "StorageError",
@@ -40,6 +54,9 @@ __all__ = [
     "Task",
     "TaskPage",
     "User",
+    "UserChanges",
+    "UserDetail",
+    "UserSummary",
     "classify",
     "latest_version",
     "open_storage",

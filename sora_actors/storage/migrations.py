@@ -69,9 +69,12 @@ async def apply(connection: Any, dialect: str) -> list[int]:
             f"the database is at schema version {current}, but this sora-actors only knows "
             f"up to {newest}: upgrade sora-actors (refusing to touch a newer database)"
         )
+    # Every shipped version not applied yet, oldest first (not only those above the newest
+    # applied: a build that shipped a later number first must still get the earlier one).
+    done = {row[0] for row in await connection.fetch_all("SELECT version FROM schema_version")}
     applied = []
     for migration in available():
-        if migration.version <= current:
+        if migration.version in done:
             continue
         for statement in migration.statements:
             await connection.execute(statement)

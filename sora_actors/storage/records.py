@@ -18,7 +18,8 @@ class User:
     is_active: bool
     last_login: int | None
     created_at: int
-    password_hash: str
+    password_hash: str = dataclasses.field(repr=False)  # never in a log line
+    banned: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> User:
@@ -31,7 +32,66 @@ class User:
             last_login=row["last_login"],
             created_at=row["created_at"],
             password_hash=row["password_hash"],
+            banned=bool(row["banned"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    """A login session to store: the id its token carries, and where it came from."""
+
+    id: str
+    user_id: str
+    expires_at: int
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What a request needs to know of its token's session."""
+
+    id: str
+    expires_at: int
+    revoked_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserChanges:
+    """An update of an account; None leaves a field as it is."""
+
+    email: str | None = None
+    clear_email: bool = False
+    role: str | None = None
+    is_active: bool | None = None
+    banned: bool | None = None
+    password_hash: str | None = dataclasses.field(default=None, repr=False)
+    # The session that asked for the change, kept when the account keeps access (an admin
+    # resetting their own password stays logged in where they did it).
+    keep_session: str | None = None
+
+    @property
+    def revokes_sessions(self) -> bool:
+        """Whether existing logins must end (access removed, or a new password)."""
+        return self.is_active is False or self.banned is True or self.password_hash is not None
+
+
+@dataclass(frozen=True, slots=True)
+class UserSummary:
+    """A row of the admin users list."""
+
+    user: User
+    task_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserDetail:
+    """An account as admins see it: tasks by status, recent activity, licence (if any)."""
+
+    user: User
+    tasks_by_status: dict[str, int]
+    activity: list[dict[str, Any]]
+    licence: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)

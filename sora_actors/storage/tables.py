@@ -24,6 +24,19 @@ users = sa.Table(
     sa.Column("last_login", sa.BigInteger),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("banned", sa.Boolean, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger),
+    sa.Column("ip", sa.Text),
+    sa.Column("user_agent", sa.Text),
 )
 
 # Unused by the code today, kept on purpose: `system_config` comes from the old backend's

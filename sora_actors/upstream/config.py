@@ -53,6 +53,9 @@ class UpstreamConfig:
     max_connections: int = 20
     # Sent as User-Agent: names the sora-actors instance in the upstream's logs.
     user_agent: str = "sora-actors"
+    # Our webhook endpoint for this channel, sent with each create where the dialect takes
+    # one (Replicate); None: no webhooks asked for.
+    webhook_url: str | None = None
 
     def auth_header(self) -> str:
         """Value of the Authorization header for this auth style."""

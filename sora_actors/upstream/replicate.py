@@ -220,6 +220,9 @@ class ReplicateProvider(OpenAICompatProvider):
     async def submit(self, request: SubmitRequest, *, on_send: OnSend | None = None) -> UpstreamJob:
         path, fields = create_call(map_model(request.model, self.config.model_map))
         body = {**fields, "input": input_for(request, self.config.allowed_seconds)}
+        if self.config.webhook_url:
+            # Called back once, when the prediction ends (a hint; polling stays the net).
+            body |= {"webhook": self.config.webhook_url, "webhook_events_filter": ["completed"]}
         async with self.limiter.job_slot() as slot:
             job = await self._create(path, on_send, json=body)
             if not job.status.terminal:

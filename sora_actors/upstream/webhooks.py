@@ -2,8 +2,10 @@
 
 A webhook carries ``webhook-id``, ``webhook-timestamp`` (Unix seconds) and
 ``webhook-signature``: space-separated ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``
-entries, keyed with the base64-decoded part of the ``whsec_...`` secret. OpenAI's video
-events are ``video.completed`` and ``video.failed`` with ``data.id`` the video's id.
+entries, keyed with the base64-decoded part of the ``whsec_...`` secret. What the body says
+depends on the channel's dialect (`PARSERS`): OpenAI sends events ``video.completed`` and
+``video.failed`` with ``data.id`` the video's id; Replicate sends the prediction object itself
+(``id``, ``status`` succeeded / failed / canceled). Both become the same `WebhookEvent`.
 
 `sign` is what an upstream (our simulator) does; `WebhookVerifier` checks signature,
 timestamp and replays. A verified webhook is still only a hint: the actor polls to confirm.
@@ -20,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 SECRET_PREFIX = "whsec_"
 TOLERANCE_S = 300  # accepted clock difference either way (the scheme's 5 minutes)
@@ -100,8 +103,12 @@ class ReplayGuard:
         return True
 
 
+Parse = Callable[[str, bytes], WebhookEvent]
+
+
 class WebhookVerifier:
-    """Checks one channel's webhooks: signature (constant time), timestamp, replay."""
+    """Checks one channel's webhooks: signature (constant time), timestamp, replay; then
+    reads the body with ``parse`` (the channel's dialect, see `PARSERS`)."""
 
     def __init__(
         self,
@@ -110,8 +117,10 @@ class WebhookVerifier:
         tolerance_s: float = TOLERANCE_S,
         replays: ReplayGuard | None = None,
         clock: Callable[[], float] = time.time,
+        parse: Parse | None = None,
     ) -> None:
         self._key = secret_key(secret)
+        self._parse = parse or parse_openai
         self._tolerance_s = tolerance_s
         self._replays = replays or ReplayGuard(2 * tolerance_s)
         self._clock = clock
@@ -147,7 +156,7 @@ class WebhookVerifier:
                 "WEBHOOK_TIMESTAMP_OUT_OF_RANGE",
                 f"The webhook timestamp is more than {self._tolerance_s:g} s away from now.",
             )
-        event = _parse(msg_id, body)
+        event = self._parse(msg_id, body)
         if not self._replays.first_time(msg_id, now):
             raise WebhookRefused(
                 409, "WEBHOOK_REPLAYED", f"The webhook {msg_id} was received already."
@@ -155,19 +164,55 @@ class WebhookVerifier:
         return event
 
 
-def _parse(msg_id: str, body: bytes) -> WebhookEvent:
+def _payload_invalid(expected: str) -> WebhookRefused:
+    return WebhookRefused(400, "WEBHOOK_PAYLOAD_INVALID", f"The webhook body is not {expected}.")
+
+
+def _json_object(body: bytes, expected: str) -> dict[str, Any]:
     try:
         doc = json.loads(body)
-        kind, job_id = doc["type"], doc["data"]["id"]
-    except (ValueError, KeyError, TypeError):
-        raise WebhookRefused(
-            400, "WEBHOOK_PAYLOAD_INVALID", "The webhook body is not an event with data.id."
-        ) from None
+    except ValueError:
+        raise _payload_invalid(expected) from None
+    if not isinstance(doc, dict):
+        raise _payload_invalid(expected)
+    return doc
+
+
+def parse_openai(msg_id: str, body: bytes) -> WebhookEvent:
+    """An OpenAI event: ``type`` and ``data.id``."""
+    expected = "an event with data.id"
+    doc = _json_object(body, expected)
+    kind, data = doc.get("type"), doc.get("data")
+    job_id = data.get("id") if isinstance(data, dict) else None
     if not isinstance(kind, str) or not isinstance(job_id, str) or not job_id:
-        raise WebhookRefused(
-            400, "WEBHOOK_PAYLOAD_INVALID", "The webhook body is not an event with data.id."
-        )
+        raise _payload_invalid(expected)
     return WebhookEvent(msg_id, kind, job_id)
+
+
+# A Replicate prediction's final statuses as our events (a cancel ends the job too: the
+# confirming poll tells the actor how).
+REPLICATE_ENDS: Mapping[str, str] = {
+    "succeeded": "video.completed",
+    "failed": "video.failed",
+    "canceled": "video.failed",
+    "aborted": "video.failed",
+}
+
+
+def parse_replicate(msg_id: str, body: bytes) -> WebhookEvent:
+    """A Replicate prediction object: ``id`` and ``status``. A status that is not an end
+    (``starting``, ``processing``: webhook_events_filter not honoured) becomes an event
+    outside `EVENTS`, which is acknowledged and ignored."""
+    expected = "a prediction with id and status"
+    doc = _json_object(body, expected)
+    job_id, status = doc.get("id"), doc.get("status")
+    if not isinstance(job_id, str) or not job_id or not isinstance(status, str) or not status:
+        raise _payload_invalid(expected)
+    return WebhookEvent(msg_id, REPLICATE_ENDS.get(status, f"prediction.{status}"), job_id)
+
+
+# Channel dialect -> how its webhook bodies read.
+PARSERS: Mapping[str, Parse] = {"openai": parse_openai, "replicate": parse_replicate}
 
 
 def event_body(event_id: str, kind: str, job_id: str, created_at: int) -> bytes:

@@ -19,7 +19,8 @@ async def test_register_login_me(server: LiveServer) -> None:
     body = created.json()
     assert body["success"] is True
     user = body["data"]
-    assert set(user) == {"id", "username", "email"}
+    assert set(user) == {"id", "username", "email", "role"}
+    assert user["role"] == "USER"
     assert user["username"] == "Alice" and user["email"] == "alice@example.com"
 
     login = await server.client.post(
@@ -197,10 +198,11 @@ async def test_unexpected_error_is_a_json_500_without_trace(
         # Reach into the running service and make one store call blow up.
         accounts = server.services.storage.accounts
 
-        async def boom(user_id: str) -> None:
+        async def boom(user_id: str, session_id: str) -> None:
             raise RuntimeError("secret internals /etc/passwd")
 
-        accounts.by_id = boom  # type: ignore[method-assign,assignment]
+        accounts.access = boom  # type: ignore[method-assign,assignment]
+        server.services.runtime.access.forget_all()  # the login cached the account
         response = await server.client.get("/api/auth/me", headers=headers)
         body = assert_error(response, 500, "INTERNAL_ERROR")
         assert "secret internals" not in response.text

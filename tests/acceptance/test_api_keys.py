@@ -130,16 +130,20 @@ async def test_revoked_and_unknown_keys_are_refused_at_once(server: LiveServer) 
     assert bare.status_code == 200
 
 
-async def test_a_disabled_account_s_keys_are_refused(server: LiveServer) -> None:
+async def test_a_disabled_or_banned_account_s_keys_are_refused(server: LiveServer) -> None:
     alice = await server.user("alice")
     key = (await make_key(server, alice, "x"))["key"]
     user = await server.services.storage.accounts.by_username("alice")
     assert user is not None
 
-    async def disable(conn: Any) -> None:
-        await conn.execute(users.update().where(users.c.id == user.id).values(is_active=False))
+    async def change(conn: Any, **values: bool) -> None:
+        await conn.execute(users.update().where(users.c.id == user.id).values(**values))
 
-    await server.services.storage.database.run(disable)
+    await server.services.storage.database.run(change, banned=True)
+    assert_error(
+        await server.client.get("/api/auth/me", headers=bearer(key)), 401, "ACCOUNT_BANNED"
+    )
+    await server.services.storage.database.run(change, banned=False, is_active=False)
     assert_error(
         await server.client.get("/api/auth/me", headers=bearer(key)), 401, "ACCOUNT_DISABLED"
     )

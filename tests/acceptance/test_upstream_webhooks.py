@@ -2,13 +2,15 @@
 
 The simulator runs 20 times faster than real time (a job: 60 simulated seconds, 3 real ones)
 and so does the server's polling (``polling_speedup``). Its webhooks are signed with the
-channel's secret and arrive 0.2-0.8 s after the job ends.
+channel's secret and arrive 0.2-0.8 s after the job ends. A Replicate-dialect channel gets
+them too: it asks for them at create, and they carry the prediction object.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +23,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from sora_actors.upstream.fake import DurationDistribution, SimulatorConfig, serve_simulator
-from sora_actors.upstream.fake.engine import Engine, WebhookConfig
+from sora_actors.upstream.fake.engine import Dialect, Engine, WebhookConfig
 from sora_actors.upstream.webhooks import event_body, sign
 from tests.conftest import make_settings
 from tests.harness import LiveServer, assert_error, live_server
@@ -34,8 +36,12 @@ HOOKS = "/api/upstream/webhooks/default"
 
 
 @asynccontextmanager
-async def upstream() -> AsyncIterator[tuple[str, Engine]]:
+async def upstream(
+    dialect: Dialect = "openai", webhooks: WebhookConfig | None = None
+) -> AsyncIterator[tuple[str, Engine]]:
     config = SimulatorConfig(
+        dialect=dialect,
+        webhooks=webhooks,
         time_scale=SCALE,
         seed=11,
         progress_shape="linear",
@@ -181,3 +187,74 @@ async def test_task_progress_carries_the_estimate(tmp_path: Path, database_url: 
     numbers = [e for e in estimates if e is not None]
     assert numbers and max(numbers) <= 4 and numbers[-1] == 0 and any(n > 0 for n in numbers)
     assert progress[-1]["progress"] >= 99
+
+
+def free_port() -> int:
+    """A port nobody listens on now (the server's public address must be set before it runs)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_replicate_webhooks_end_to_end(tmp_path: Path, database_url: str) -> None:
+    """The channel asks Replicate for a webhook at create (our public URL); the prediction
+    object comes back signed, and one poll confirms it. The simulator knows no URL of its
+    own: each webhook goes where its create said."""
+    hooks = WebhookConfig("", SECRET, 0.0, 0.2, 0.8)
+    async with upstream("replicate", hooks) as (url, engine):
+        port = free_port()
+        settings = make_settings(
+            tmp_path,
+            database_url,
+            public_base_url=f"http://127.0.0.1:{port}",
+            polling_speedup=SCALE,
+            channels=[
+                {
+                    "name": "rep",
+                    "dialect": "replicate",
+                    "base_url": url,
+                    "api_keys": ["r8_key"],
+                    "webhook_secret": SECRET,
+                }
+            ],
+        )
+        async with live_server(settings, port=port) as server:
+            headers = await server.user("replicated")
+            first = await completed(server, headers, "the first prediction")
+            await until(lambda: engine.webhooks_sent == 1)
+            assert engine.polls_by_job[first["externalVideoId"]] >= 3  # polled by the estimate
+
+            # The channel delivers: its next task is confirmed by one poll after the webhook.
+            second = await completed(server, headers, "the second prediction")
+            assert second["pollCount"] == 1
+            # Upstream saw that poll, and the download's read of the output URL.
+            assert engine.polls_by_job[second["externalVideoId"]] == 2
+            await until(lambda: engine.webhooks_sent == 2)
+            assert engine.webhooks_failed == 0
+
+            rep_hooks = "/api/upstream/webhooks/rep"
+            job = second["externalVideoId"]
+            body = json.dumps({"id": job, "status": "succeeded", "output": None}).encode()
+            forged = sign(FOREIGN, "msg_forged", body)
+            refused = await server.client.post(rep_hooks, content=body, headers=forged)
+            assert_error(refused, 401, "WEBHOOK_SIGNATURE_INVALID")
+            genuine = await server.client.post(
+                rep_hooks, content=body, headers=sign(SECRET, "msg_late", body)
+            )
+            assert genuine.status_code == 200, genuine.text
+            assert genuine.json()["data"] == {
+                "event": "video.completed",
+                "videoId": second["videoId"],
+                "delivered": False,  # ended already
+            }
+            # An OpenAI event is no prediction: this channel reads Replicate's bodies only.
+            event = event_body("evt_x", "video.completed", job, int(time.time()))
+            wrong = await server.client.post(
+                rep_hooks, content=event, headers=sign(SECRET, "evt_x", event)
+            )
+            assert_error(wrong, 400, "WEBHOOK_PAYLOAD_INVALID")
+            again = await server.client.get(
+                f"/api/video/tasks/{second['videoId']}", headers=headers
+            )
+            assert again.json()["data"]["pollCount"] == 1

@@ -242,9 +242,10 @@ async def test_token_expiring_while_connected_closes_with_4401(
     """The hub's sweeper (started by the runtime) drops the subscriber; /ws says 4401."""
     async with live_server(ws_settings(tmp_path, sqlite_url)) as server:
         token = await token_of(server, "dora")
-        user_id = jwt.decode(token, options={"verify_signature": False})["sub"]
+        claims = jwt.decode(token, options={"verify_signature": False})
         exp = int(time.time()) + 2
-        short = jwt.encode({"sub": user_id, "sid": "s", "exp": exp}, TEST_SECRET)
+        # The login's own session (a token must name a stored one), expiring sooner.
+        short = jwt.encode({"sub": claims["sub"], "sid": claims["sid"], "exp": exp}, TEST_SECRET)
         async with open_websocket_url(ws_url(server.base_url)) as connection:
             session = Session(connection)
             await session.recv()

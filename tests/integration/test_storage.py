@@ -9,10 +9,12 @@ import pytest
 import sqlalchemy as sa
 import trio
 
+from sora_actors.clock import wall_ms
 from sora_actors.storage import (
     Activity,
     Conflict,
     DatabaseInUse,
+    NewSession,
     SchemaTooNew,
     Storage,
     latest_version,
@@ -49,6 +51,27 @@ async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
         shipped = [migration.version for migration in available()]
         assert await storage.database.migrate() == shipped and shipped[-1] == latest_version()
         assert await storage.database.migrate() == []
+
+
+async def test_a_shipped_version_below_the_newest_applied_is_still_applied(
+    database_url: str,
+) -> None:
+    """A database that got later migrations first (parallel work landing in another order)
+    still gets the earlier one, once."""
+    async with open_storage(database_url) as storage:
+
+        async def undo_0004(conn: Any) -> None:
+            await conn.execute("DROP TABLE sessions")
+            await conn.execute("ALTER TABLE users DROP COLUMN banned")
+            await conn.execute("DELETE FROM schema_version WHERE version = 4")
+
+        await storage.database.run(undo_0004)
+        assert await storage.database.schema_version() == latest_version() > 4
+        assert await storage.database.migrate() == [4]
+        assert await storage.database.migrate() == []
+        await storage.accounts.create_user("zoe", None, "h", Activity("register"))
+        zoe = await storage.accounts.by_username("zoe")
+        assert zoe is not None and zoe.banned is False
 
 
 async def test_a_newer_schema_is_refused(database_url: str) -> None:
@@ -95,9 +118,12 @@ async def test_concurrent_registrations_of_one_name_admit_exactly_one(storage: S
 async def test_login_stamps_last_login_and_logs(storage: Storage) -> None:
     user = await storage.accounts.create_user("yan", None, "h", Activity("register"))
     assert user.last_login is None
-    await storage.accounts.record_login(user.id, Activity("login", user.id, ip="10.0.0.1"))
-    again = await storage.accounts.by_id(user.id)
+    session = NewSession("sid-1", user.id, expires_at=wall_ms() + 60_000, ip="10.0.0.1")
+    await storage.accounts.record_login(session, Activity("login", user.id, ip="10.0.0.1"))
+    again, state = await storage.accounts.access(user.id, "sid-1")
     assert again is not None and again.last_login is not None
+    assert state is not None and state.revoked_at is None
+    assert state.expires_at == session.expires_at
     entries = await storage.accounts.activities(user.id)
     assert [e["action"] for e in entries] == ["login", "register"]
     assert entries[0]["ip"] == "10.0.0.1"

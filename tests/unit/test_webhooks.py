@@ -1,8 +1,10 @@
-"""Standard Webhooks verification: signatures, timestamps, replays, bounded memory."""
+"""Standard Webhooks verification: signatures, timestamps, replays, bounded memory; and the
+bodies of each dialect (OpenAI's events, Replicate's prediction objects)."""
 
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 
@@ -11,6 +13,7 @@ from sora_actors.upstream.webhooks import (
     WebhookRefused,
     WebhookVerifier,
     event_body,
+    parse_replicate,
     secret_key,
     sign,
     signature,
@@ -122,3 +125,63 @@ def test_replay_memory_forgets_after_the_window_and_stays_bounded() -> None:
 def test_malformed_secrets(secret: str) -> None:
     with pytest.raises(ValueError):
         secret_key(secret)
+
+
+def replicate_verifier() -> WebhookVerifier:
+    return WebhookVerifier(SECRET, clock=lambda: NOW, parse=parse_replicate)
+
+
+def prediction(status: str, pid: str = "p_abc") -> bytes:
+    """A prediction object as Replicate POSTs it."""
+    doc = {
+        "id": pid,
+        "model": "openai/sora-2",
+        "status": status,
+        "input": {"prompt": "a cat"},
+        "output": "https://replicate.delivery/x/out.mp4" if status == "succeeded" else None,
+        "logs": "100%|##########| 100/100",
+        "error": "boom" if status == "failed" else None,
+    }
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "event"),
+    [
+        ("succeeded", "video.completed"),
+        ("failed", "video.failed"),
+        ("canceled", "video.failed"),
+        ("processing", "prediction.processing"),  # not an end: acknowledged, ignored
+    ],
+)
+def test_a_signed_replicate_prediction_is_an_event(status: str, event: str) -> None:
+    body = prediction(status)
+    got = replicate_verifier().verify(sign(SECRET, "msg_r1", body, NOW), body)
+    assert (got.id, got.type, got.job_id) == ("msg_r1", event, "p_abc")
+
+
+def test_a_forged_replicate_prediction_is_refused() -> None:
+    body = prediction("succeeded")
+    forged = refused(replicate_verifier(), sign(OTHER, "msg_r2", body, NOW), body)
+    assert (forged.status, forged.code) == (401, "WEBHOOK_SIGNATURE_INVALID")
+    headers = sign(SECRET, "msg_r3", body, NOW)
+    tampered = refused(replicate_verifier(), headers, prediction("succeeded", "p_other"))
+    assert tampered.code == "WEBHOOK_SIGNATURE_INVALID"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'{"status": "succeeded"}',
+        b'{"id": "p_1"}',
+        b'{"id": 7, "status": "succeeded"}',
+        b'{"id": "p_1", "status": null}',
+        # An OpenAI event is not a prediction: a channel reads its own dialect only.
+        event_body("evt_7", "video.completed", "video_abc", NOW),
+    ],
+)
+def test_a_signed_body_that_is_no_prediction_is_refused(body: bytes) -> None:
+    problem = refused(replicate_verifier(), sign(SECRET, "msg_r4", body, NOW), body)
+    assert (problem.status, problem.code) == (400, "WEBHOOK_PAYLOAD_INVALID")
+    assert "prediction" in problem.message

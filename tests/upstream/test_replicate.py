@@ -1,9 +1,11 @@
 """The Replicate dialect: the pure mapping of predictions, then the adapter against the
 simulator's Replicate dialect over real HTTP (create, poll to the end, download, list, find
-a lost create, cancel)."""
+a lost create, cancel), and webhooks asked for at create."""
 
 from __future__ import annotations
 
+import base64
+import json
 from contextlib import aclosing
 
 import httpx2
@@ -18,6 +20,8 @@ from sora_actors.upstream import (
     UpstreamError,
     UpstreamStatus,
 )
+from sora_actors.upstream.fake.engine import WebhookConfig
+from sora_actors.upstream.fake.simulator.server import Request, Response, serve_http
 from sora_actors.upstream.replicate import (
     REPLICATE_MODEL_MAP,
     create_call,
@@ -26,6 +30,7 @@ from sora_actors.upstream.replicate import (
     prediction_from_wire,
     progress_from_logs,
 )
+from sora_actors.upstream.webhooks import WebhookVerifier, parse_replicate
 from tests.upstream.conftest import SimFactory
 
 PREDICTION = {
@@ -185,3 +190,40 @@ async def test_auth_and_errors_are_classified(start_sim: SimFactory) -> None:
     async with httpx2.AsyncClient() as client:
         response = await client.get(f"{sim.base_url}/predictions/x")
         assert response.status_code == 401 and response.json()["status"] == 401
+
+
+class Receiver:
+    """An HTTP endpoint that keeps what it is sent (headers, body)."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[dict[str, str], bytes]] = []
+
+    async def __call__(self, req: Request) -> Response:
+        self.got.append((req.headers, req.body))
+        return Response(204)
+
+
+async def test_a_webhook_asked_for_at_create_comes_signed(
+    start_sim: SimFactory, nursery: trio.Nursery
+) -> None:
+    secret = "whsec_" + base64.b64encode(b"replicate-webhook-secret-bytes").decode()
+    # The simulator knows a secret but no URL: only creates that name one are called back.
+    sim = await start_sim(dialect="replicate", webhooks=WebhookConfig("", secret, 0, 0, 0))
+    receiver = Receiver()
+    port = await nursery.start(serve_http, receiver, "127.0.0.1", 0)
+    hooked = sim.provider_config(webhook_url=f"http://127.0.0.1:{port}/hooks/rep")
+    async with ReplicateProvider(hooked) as provider:
+        job = await provider.submit(SubmitRequest(prompt="call me back"))
+    async with ReplicateProvider(sim.provider_config()) as provider:
+        unhooked = await provider.submit(SubmitRequest(prompt="do not call"))
+    with trio.fail_after(10):
+        while sim.engine.webhooks_sent < 1 or not all(
+            sim.engine.state(sim.engine.jobs[j.id]).status == "completed" for j in (job, unhooked)
+        ):
+            await trio.sleep(0.05)
+    await trio.sleep(0.2)  # a second webhook, were one coming, would be here by now
+    assert len(receiver.got) == 1 and sim.engine.webhooks_failed == 0
+    headers, body = receiver.got[0]
+    event = WebhookVerifier(secret, parse=parse_replicate).verify(headers, body)
+    assert (event.type, event.job_id) == ("video.completed", job.id)
+    assert prediction_from_wire(json.loads(body)).is_done  # the prediction object itself

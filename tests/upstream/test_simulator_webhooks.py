@@ -113,3 +113,8 @@ def test_command_line_flags() -> None:
     )
     with pytest.raises(SystemExit):
         simulator_config_from_args(parser.parse_args(["--webhook-url", "http://x"]))
+    # A secret alone signs only the webhooks creates ask for (Replicate's "webhook" field).
+    own = simulator_config_from_args(
+        parser.parse_args(["--dialect", "replicate", "--webhook-secret", "whsec_c2VjcmV0"])
+    )
+    assert own.webhooks == WebhookConfig("", "whsec_c2VjcmV0", 0.0, 0.2, 0.8)

@@ -312,21 +312,19 @@ function userRow(user) {
   const roleCell = el("td");
   roleCell.append(role);
   const actions = el("td");
-  if (user.isActive) {
-    actions.append(
-      button("Ban", () => changeUser(() => api("POST", `${path}/ban`, { banned: true }), "#users-error"), "ghost danger"),
-      button("Deactivate", () => changeUser(() => api("PUT", path, { isActive: false }), "#users-error")),
-    );
-  } else {
-    actions.append(
-      button("Unban", () => changeUser(() => api("POST", `${path}/ban`, { banned: false }), "#users-error")),
-      button("Activate", () => changeUser(() => api("PUT", path, { isActive: true }), "#users-error")),
-    );
-  }
+  // Banned and deactivated are separate flags (either one refuses the account).
+  actions.append(
+    user.banned
+      ? button("Unban", () => changeUser(() => api("POST", `${path}/ban`, { banned: false }), "#users-error"))
+      : button("Ban", () => changeUser(() => api("POST", `${path}/ban`, { banned: true }), "#users-error"), "ghost danger"),
+    user.isActive
+      ? button("Deactivate", () => changeUser(() => api("PUT", path, { isActive: false }), "#users-error"))
+      : button("Activate", () => changeUser(() => api("PUT", path, { isActive: true }), "#users-error")),
+  );
   row.append(
     who,
     roleCell,
-    el("td", user.isActive ? "active" : "inactive"),
+    el("td", user.banned ? "banned" : user.isActive ? "active" : "inactive"),
     el("td", user.taskCount ?? "—"),
     el("td", when(user.lastLogin) || "never"),
     actions,

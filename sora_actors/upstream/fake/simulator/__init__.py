@@ -50,7 +50,9 @@ async def serve_simulator(
     app = SimulatorApp(config, engine)
     async with httpx2.AsyncClient(timeout=10) as client, trio.open_nursery() as nursery:
         # Job ends are called back when webhooks are configured (now or later by the admin API).
-        nursery.start_soon(announce_ends, app.engine, http_delivery(app.engine, client))
+        nursery.start_soon(
+            announce_ends, app.engine, http_delivery(app.engine, client, app.webhook_message())
+        )
         port_bound: int = await nursery.start(serve_http, app, host, port)
         shown = f"[{host}]" if ":" in host else host
         task_status.started(f"http://{shown}:{port_bound}{config.effective_base_path}")
@@ -114,7 +116,11 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--webhook-url", default=None, help="call back here when a job ends (Standard Webhooks)"
     )
-    parser.add_argument("--webhook-secret", default=None, help="whsec_... to sign webhooks with")
+    parser.add_argument(
+        "--webhook-secret",
+        default=None,
+        help="whsec_... to sign webhooks with (alone: only to a create's own webhook URL)",
+    )
     parser.add_argument("--webhook-loss", type=float, default=0.0, metavar="RATE")
     parser.add_argument("--webhook-delay-min", type=float, default=0.2, metavar="SECONDS")
     parser.add_argument("--webhook-delay-max", type=float, default=0.8, metavar="SECONDS")
@@ -134,11 +140,12 @@ def simulator_config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
     )
     faults.validate()
     webhooks = None
-    if ns.webhook_url:
+    if ns.webhook_url or ns.webhook_secret:
         if not ns.webhook_secret:
             raise SystemExit("--webhook-url needs --webhook-secret")
+        # A secret alone: only creates that name their webhook URL are called back (Replicate).
         webhooks = WebhookConfig(
-            ns.webhook_url,
+            ns.webhook_url or "",
             ns.webhook_secret,
             ns.webhook_loss,
             ns.webhook_delay_min,

@@ -36,6 +36,7 @@ from ..engine import (
     WebhookConfig,
 )
 from ..media import CONTENT_TYPES, media_bytes
+from ..webhooks import Message, openai_message
 from .replicate import ReplicateRoutes, render_error
 from .server import Request, Response
 
@@ -69,6 +70,12 @@ class SimulatorApp:
         self.gateway = config.dialect == "gateway"
         self.replicate = ReplicateRoutes(self.engine) if config.dialect == "replicate" else None
         self.input_references: dict[str, dict[str, Any]] = {}
+
+    def webhook_message(self) -> Message:
+        """How this dialect's webhooks read (and where a Replicate create asked them sent)."""
+        if self.replicate is not None:
+            return self.replicate.webhook_message
+        return openai_message(self.engine)
 
     # -- rendering ----------------------------------------------------------
     def error(self, e: EngineError) -> Response:

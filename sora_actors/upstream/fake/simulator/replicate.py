@@ -6,12 +6,15 @@ Shapes follow Replicate's public HTTP reference: ``POST /v1/models/{owner}/{name
 ``POST /v1/predictions/{id}/cancel``. Statuses starting / processing / succeeded / failed /
 canceled; the output is a URL; progress appears only in ``logs``, as tqdm-style lines.
 Errors are problem documents (``{"title", "detail", "status"}``). Auth: ``Bearer``.
+A create's ``webhook`` is called back with the prediction object when the job ends, signed
+with the engine's webhook secret (see `webhook_message`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +50,18 @@ def _problem(status: int, detail: str, headers: list[tuple[str, str]] | None = N
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Created:
+    """What a prediction was created with."""
+
+    model: str | None  # "owner/name", or None when created by version
+    version: str | None
+    input: dict[str, Any]
+    host: str  # the Host it was asked of: its URLs point there
+    webhook: str | None = None
+    events: tuple[str, ...] | None = None  # webhook_events_filter; None: every event
+
+
 def render_error(e: EngineError) -> Response:
     """An engine refusal as Replicate's problem document (with Retry-After on a 429)."""
     headers: list[tuple[str, str]] = []
@@ -60,9 +75,7 @@ class ReplicateRoutes:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # What each prediction was created with: (model "owner/name" or None, version or None,
-        # the input as sent).
-        self.created: dict[str, tuple[str | None, str | None, dict[str, Any]]] = {}
+        self.created: dict[str, _Created] = {}
 
     def key(self, req: Request) -> str:
         raw = req.headers.get("authorization", "").strip()
@@ -87,18 +100,18 @@ class ReplicateRoutes:
             eng.admit(key, "create", client=req.headers.get("user-agent", ""))
             model = f"{m_model.group(1)}/{m_model.group(2)}" if m_model else None
             st = self._create(key, req, model)
-            return "create", self._json(201, self.prediction(st, req))
+            return "create", self._json(201, self.prediction(st, _host(req)))
         if req.method == "GET" and path == "/predictions":
             eng.admit(key, "list")
             return "list", self._list(key, req)
         if req.method == "GET" and m_pred:
             eng.admit(key, "retrieve", m_pred.group(1))
             st = eng.retrieve(key, m_pred.group(1))
-            return "retrieve", self._json(200, self.prediction(st, req))
+            return "retrieve", self._json(200, self.prediction(st, _host(req)))
         if req.method == "POST" and m_cancel:
             eng.admit(key, "cancel", m_cancel.group(1))
             st = eng.cancel(key, m_cancel.group(1))
-            return "cancel", self._json(200, self.prediction(st, req))
+            return "cancel", self._json(200, self.prediction(st, _host(req)))
         raise EngineError(404, f"Not found: {req.method} {req.path}.", code="not_found")
 
     # -- creating -------------------------------------------------------------------
@@ -127,17 +140,43 @@ class ReplicateRoutes:
             _ASPECT_SIZES[aspect],
             str(seconds),
         )
-        self.created[job.id] = (model, version if isinstance(version, str) else None, inp)
+        webhook, events = doc.get("webhook"), doc.get("webhook_events_filter")
+        if webhook is not None and not (isinstance(webhook, str) and webhook.startswith("http")):
+            raise EngineError(422, "webhook must be an http(s) URL.", param="webhook")
+        if events is not None and not (
+            isinstance(events, list) and all(isinstance(e, str) for e in events)
+        ):
+            raise EngineError(422, "webhook_events_filter must be a list of event names.")
+        self.created[job.id] = _Created(
+            model,
+            version if isinstance(version, str) else None,
+            inp,
+            _host(req),
+            webhook,
+            tuple(events) if events is not None else None,
+        )
         return self.engine.state(job)
 
     # -- rendering ------------------------------------------------------------------
     def _json(self, status: int, doc: Any) -> Response:
         return Response(status, json.dumps(doc).encode(), [("content-type", "application/json")])
 
-    def prediction(self, st: JobState, req: Request, *, full: bool = True) -> dict[str, Any]:
+    def webhook_message(self, st: JobState, msg_id: str) -> tuple[str | None, bytes] | None:
+        """A job's end as Replicate calls it back: the prediction itself, to the create's
+        ``webhook`` (None: the configured URL); None when its filter leaves out "completed"."""
+        made = self.created.get(st.job.id)
+        if made is not None and made.events is not None and "completed" not in made.events:
+            return None
+        host = made.host if made is not None else "127.0.0.1"
+        url = made.webhook if made is not None else None
+        return url, json.dumps(self.prediction(st, host)).encode()
+
+    def prediction(self, st: JobState, host: str, *, full: bool = True) -> dict[str, Any]:
         j = st.job
-        model, version, inp = self.created.get(j.id, (None, None, {"prompt": j.prompt}))
-        host = req.headers.get("host", "127.0.0.1")
+        made = self.created.get(j.id)
+        model, version, inp = (
+            (made.model, made.version, made.input) if made else (None, None, {"prompt": j.prompt})
+        )
         get_url = f"http://{host}/v1/predictions/{j.id}"
         doc: dict[str, Any] = {
             "id": j.id,
@@ -162,7 +201,7 @@ class ReplicateRoutes:
     def _list(self, key: str, req: Request) -> Response:
         cursor = req.q("cursor")
         states, has_more = self.engine.list(key, cursor, PAGE_SIZE, "desc")
-        host = req.headers.get("host", "127.0.0.1")
+        host = _host(req)
         nxt = (
             f"http://{host}/v1/predictions?cursor={states[-1].job.id}"
             if has_more and states
@@ -173,9 +212,13 @@ class ReplicateRoutes:
             {
                 "previous": None,
                 "next": nxt,
-                "results": [self.prediction(s, req, full=False) for s in states],
+                "results": [self.prediction(s, host, full=False) for s in states],
             },
         )
+
+
+def _host(req: Request) -> str:
+    return req.headers.get("host", "127.0.0.1")
 
 
 def _logs(st: JobState) -> str:
