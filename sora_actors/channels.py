@@ -398,6 +398,28 @@ class ChannelSet:
         if not self.channels:
             raise ValueError("at least one channel is needed")
         self._rng = rng or random.Random()
+        # Deleted at run time: out of routing, still there for the tasks already on them.
+        self.retired: dict[str, Channel] = {}
+
+    def put(self, channel: Channel) -> None:
+        """Add a channel, or replace the one of its name: new tasks may be routed to it,
+        and the tasks on that name use it from their next call."""
+        self.retired.pop(channel.name, None)
+        self.channels[channel.name] = channel
+
+    def keep(self, channel: Channel) -> None:
+        """A channel out of routing from the start: only tasks already on it use it."""
+        if channel.name not in self.channels:
+            self.retired[channel.name] = channel
+
+    def retire(self, name: str) -> None:
+        """Take a channel out of routing; tasks already on it keep using it until they
+        end (or the process restarts). The last channel cannot go (ValueError)."""
+        if name not in self.channels:
+            return
+        if len(self.channels) == 1:
+            raise ValueError("at least one channel is needed")
+        self.retired[name] = self.channels.pop(name)
 
     @classmethod
     def single(cls, provider: Provider, name: str = DEFAULT_CHANNEL) -> ChannelSet:
@@ -412,11 +434,15 @@ class ChannelSet:
         return self.channels.get(DEFAULT_CHANNEL) or next(iter(self.channels.values()))
 
     def get(self, name: str | None) -> Channel:
-        """The channel a task recorded; an unknown name (removed from the settings) falls
-        back to the default, whose answers (404) then end the task."""
+        """The channel a task recorded (looked up at each call, so a channel an admin
+        replaced serves its tasks with the new settings, and one deleted keeps serving the
+        tasks already on it); an unknown name (removed from the settings before a restart)
+        falls back to the default, whose answers (404) then end the task."""
+        channel = self.channels.get(name or DEFAULT_CHANNEL) or self.retired.get(
+            name or DEFAULT_CHANNEL
+        )
         if name is None:
-            return self.default
-        channel = self.channels.get(name)
+            return channel or self.default
         if channel is None:
             log.warning("channel %r is not configured any more; using %s", name, self.default.name)
             return self.default
@@ -453,7 +479,7 @@ class ChannelSet:
         return [channel.statistics() for channel in self.channels.values()]
 
     async def aclose(self) -> None:
-        for channel in self.channels.values():
+        for channel in [*self.channels.values(), *self.retired.values()]:
             await channel.aclose()
 
 

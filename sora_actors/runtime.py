@@ -18,6 +18,7 @@ import trio
 
 from .access import Access
 from .backoff import Backoff
+from .channel_registry import ChannelRegistry
 from .channels import Channel, ChannelInfo, ChannelSet, CircuitBreaker
 from .content_store import LocalContentStore
 from .control import ControlEvents
@@ -52,7 +53,8 @@ class Runtime:
 
     provider: CountingProvider  # the first channel's (its counts are every channel's)
     channels: ChannelSet
-    channel_specs: tuple[ChannelSettings, ...]  # how each channel was configured
+    channel_specs: tuple[ChannelSettings, ...]  # the settings' channels
+    channel_registry: ChannelRegistry  # the effective ones, admins' changes applied
     hub: Hub
     supervisor: Supervisor
     relay: Relay
@@ -174,13 +176,22 @@ async def open_channel(
 @asynccontextmanager
 async def open_channels(
     settings: Settings, specs: tuple[ChannelSettings, ...], storage: Storage
-) -> AsyncIterator[tuple[ChannelSet, CountingProvider]]:
-    """Every channel, open until the block ends; and the first one's counting provider
-    (whose counts are every channel's: they share one tally, for /metrics)."""
+) -> AsyncIterator[tuple[ChannelRegistry, CountingProvider]]:
+    """Every channel (the settings' overlaid by the admins' stored ones), open until the
+    block ends; and the first one's counting provider (whose counts are every channel's:
+    they share one tally, for /metrics). Channels added at run time open in the same stack."""
     counts: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+
+    async def opener(spec: ChannelSettings, stack: AsyncExitStack) -> Channel:
+        channel, _ = await open_channel(settings, spec, stack, counts, storage)
+        return channel
+
+    registry = ChannelRegistry(storage, specs, opener, refresh_s=settings.config_refresh_seconds)
     async with AsyncExitStack() as stack:
-        opened = [await open_channel(settings, spec, stack, counts, storage) for spec in specs]
-        yield ChannelSet(channel for channel, _ in opened), opened[0][1]
+        channels = await registry.open(stack)
+        counted = next(iter(channels.channels.values())).inner
+        assert isinstance(counted, CountingProvider)
+        yield registry, counted
 
 
 @asynccontextmanager
@@ -225,7 +236,9 @@ async def open_runtime(
             )
         if not specs:
             specs = (default_channel(settings, base_url, api_key),)
-        async with open_channels(settings, specs, storage) as (channels, provider):
+        async with open_channels(settings, specs, storage) as (registry, provider):
+            channels = registry.channels
+            assert channels is not None
             hub = Hub(
                 encode,
                 queue_size=settings.ws_send_queue_size,
@@ -280,10 +293,12 @@ async def open_runtime(
                 actors.start_soon(control.run, name="control events")
                 actors.start_soon(access.run, name="access watchers")
                 actors.start_soon(config.run, name="run-time config")
+                actors.start_soon(registry.run, name="run-time channels")
                 yield Runtime(
                     provider=provider,
                     channels=channels,
                     channel_specs=specs,
+                    channel_registry=registry,
                     hub=hub,
                     supervisor=supervisor,
                     relay=relay,
@@ -294,11 +309,11 @@ async def open_runtime(
                     tasks=tasks,
                     access=access,
                     webhooks=WebhookInbox(
-                        {spec.name: spec.webhook_secret for spec in specs},
+                        registry.secrets,
                         storage=storage,
                         supervisor=supervisor,
                         watch=watch,
-                        dialects={spec.name: spec.dialect for spec in specs},
+                        dialects=registry.dialects,
                     ),
                     plans=plans,
                     config=config,

@@ -21,11 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-import trio
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from .refresh import keep_current
 from .storage import Activity, Storage
-from .storage.notify import Notifications
 from .storage.sysconfig import CHANNEL
 
 log = logging.getLogger("sora_actors.config")
@@ -188,7 +187,6 @@ class SystemConfig:
         self._config = RuntimeConfig(default_plan=default_plan)
         self._refresh_s = refresh_s
         self._fallback_s = fallback_s
-        self._wake = trio.Event()
 
     def current(self) -> RuntimeConfig:
         """The settings now (no I/O): what every request checks."""
@@ -209,22 +207,11 @@ class SystemConfig:
 
     async def run(self) -> NoReturn:
         """Keep the copy current until cancelled (see the module's docstring)."""
-        notifications = Notifications(self._storage.database)
-        async with trio.open_nursery() as nursery:
-            interval = self._refresh_s
-            if notifications.supported:
-                interval = self._fallback_s
-                nursery.start_soon(
-                    lambda: notifications.listen(self._poke, self._poke, channel=CHANNEL)
-                )
-            while True:
-                with trio.move_on_after(interval):
-                    await self._wake.wait()
-                self._wake = trio.Event()
-                try:
-                    await self.load()
-                except Exception as error:  # an outage: the next round tries again
-                    log.warning("could not re-read the run-time config: %s", error)
-
-    def _poke(self, _payload: str | None = None) -> None:
-        self._wake.set()
+        await keep_current(
+            self._storage,
+            self.load,
+            channel=CHANNEL,
+            what="run-time config",
+            refresh_s=self._refresh_s,
+            fallback_s=self._fallback_s,
+        )

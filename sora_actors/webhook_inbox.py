@@ -48,22 +48,25 @@ class WebhookInbox:
         dialects: Mapping[str, str] | None = None,
     ) -> None:
         """``secrets``: channel name -> ``whsec_`` secret (empty: no webhooks there);
-        ``dialects``: channel name -> dialect (absent: ``openai``)."""
-        dialects = dialects or {}
-        self._verifiers = {
-            name: WebhookVerifier(secret, parse=PARSERS[dialects.get(name, "openai")])
-            for name, secret in secrets.items()
-            if secret
-        }
+        ``dialects``: channel name -> dialect (absent: ``openai``). Both are read at each
+        delivery, so channels admins change at run time take effect at once."""
+        self._secrets = secrets
+        self._dialects: Mapping[str, str] = dialects if dialects is not None else {}
+        self._verifiers: dict[tuple[str, str], WebhookVerifier] = {}  # by secret and dialect
         self._storage = storage
         self._supervisor = supervisor
         self._watch = watch
 
     async def receive(self, channel: str, headers: Mapping[str, str], body: bytes) -> Receipt:
         """Verify and deliver; raises UnknownChannel or `WebhookRefused`."""
-        verifier = self._verifiers.get(channel)
-        if verifier is None:
+        secret = self._secrets.get(channel)
+        if not secret:
             raise UnknownChannel(channel)
+        dialect = self._dialects.get(channel, "openai")
+        verifier = self._verifiers.get((secret, dialect))
+        if verifier is None:
+            verifier = WebhookVerifier(secret, parse=PARSERS[dialect])
+            self._verifiers[(secret, dialect)] = verifier
         event = verifier.verify(headers, body)
         self._watch.received(channel)
         if event.type not in EVENTS:

@@ -1,13 +1,16 @@
 """``/api/admin/channels``: the upstream channels as admins see them, and a test call.
 
-Read-only for now: channels come from the settings file. A test call that succeeds
-enables a channel a 401/403 had disabled (on the instance that answers the request).
+Admins list, create, change and delete channels at run time; every instance applies a
+change within a second (`sora_actors.channel_registry` says how, and what happens to the
+tasks of a changed or deleted channel). Keys and webhook secrets are write-only. A test
+call that succeeds enables a channel a 401/403 had disabled (on the instance that answers).
 """
 
 from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
+from ..channel_registry import ChannelConflict, ChannelInvalid, parse
 from ..settings import ChannelSettings
 from ..storage import Activity
 from ..upstream import UpstreamError
@@ -15,7 +18,13 @@ from .apidoc import documented
 from .context import client_address, ctx, require_admin
 from .envelope import ApiError, ok
 from .health import channel_report
-from .schemas import AdminChannelsEnvelope, ChannelTestEnvelope
+from .schemas import (
+    AdminChannelEnvelope,
+    AdminChannelsEnvelope,
+    ChannelBodyDoc,
+    ChannelDeletedEnvelope,
+    ChannelTestEnvelope,
+)
 
 blueprint = Blueprint("channels_admin", __name__, url_prefix="/api/admin/channels")
 
@@ -50,15 +59,95 @@ def _spec(spec: ChannelSettings) -> dict[str, object]:
 async def list_channels() -> Response:
     """Every upstream channel: its settings (keys masked) and its health."""
     await require_admin()
-    runtime = ctx().services.runtime
-    health = {c.name: channel_report(c) for c in runtime.channels.statistics()}
-    return ok(
-        {
-            "channels": [
-                {**_spec(spec), "health": health[spec.name]} for spec in runtime.channel_specs
-            ]
-        }
-    )
+    registry = ctx().services.runtime.channel_registry
+    return ok({"channels": [_view(spec) for spec in registry.specs.values()]})
+
+
+def _view(spec: ChannelSettings) -> dict[str, object]:
+    """A channel's settings (keys masked) and its health on this instance."""
+    channel = ctx().services.runtime.channels.named(spec.name)
+    assert channel is not None, "every effective channel is in the ChannelSet"
+    return {**_spec(spec), "health": channel_report(channel.statistics())}
+
+
+def _activity(action: str, admin_id: str, details: dict[str, object]) -> Activity:
+    return Activity(action, admin_id, details, client_address(), request.headers.get("User-Agent"))
+
+
+CHANGE_ERRORS = {403: ("FORBIDDEN",), 400: ("VALIDATION_ERROR",)}
+
+
+@blueprint.post("")
+@documented(
+    AdminChannelEnvelope,
+    status=201,
+    auth=True,
+    json_body=ChannelBodyDoc,
+    errors={**CHANGE_ERRORS, 409: ("CHANNEL_EXISTS",)},
+)
+async def create_channel() -> Response:
+    """Add a channel; new tasks may be routed to it within a second on every instance."""
+    _, admin = await require_admin()
+    try:
+        spec = parse(await request.get_json())
+    except ChannelInvalid as invalid:
+        raise ApiError(400, "VALIDATION_ERROR", str(invalid), details=invalid.problems) from None
+    details: dict[str, object] = {"channel": spec.name, "dialect": spec.dialect}
+    try:
+        spec = await ctx().services.runtime.channel_registry.create(
+            spec, _activity("admin_channel_create", admin.id, details)
+        )
+    except ChannelConflict as conflict:
+        raise ApiError(409, conflict.code, str(conflict)) from None
+    return ok(_view(spec), status=201, message="Channel created.")
+
+
+@blueprint.put("/<name>")
+@documented(
+    AdminChannelEnvelope,
+    auth=True,
+    json_body=ChannelBodyDoc,
+    errors={**CHANGE_ERRORS, 404: ("CHANNEL_NOT_FOUND",)},
+)
+async def update_channel(name: str) -> Response:
+    """Change some of a channel's fields (omitted keys stay); its running tasks use the new
+    settings from their next call."""
+    _, admin = await require_admin()
+    raw = await request.get_json()
+    try:
+        spec = await ctx().services.runtime.channel_registry.update(
+            name, raw, _activity("admin_channel_update", admin.id, {"channel": name})
+        )
+    except KeyError:
+        raise _not_found(name) from None
+    except ChannelInvalid as invalid:
+        raise ApiError(400, "VALIDATION_ERROR", str(invalid), details=invalid.problems) from None
+    return ok(_view(spec), message="Channel saved.")
+
+
+@blueprint.delete("/<name>")
+@documented(
+    ChannelDeletedEnvelope,
+    auth=True,
+    errors={403: ("FORBIDDEN",), 404: ("CHANNEL_NOT_FOUND",), 409: ("CHANNEL_LAST",)},
+)
+async def delete_channel(name: str) -> Response:
+    """Take a channel out of routing (a settings-file channel too, until created again);
+    the tasks already on it keep using it until they end."""
+    _, admin = await require_admin()
+    try:
+        await ctx().services.runtime.channel_registry.delete(
+            name, _activity("admin_channel_delete", admin.id, {"channel": name})
+        )
+    except KeyError:
+        raise _not_found(name) from None
+    except ChannelConflict as conflict:
+        raise ApiError(409, conflict.code, str(conflict)) from None
+    return ok({"name": name, "deleted": True}, message="Channel deleted.")
+
+
+def _not_found(name: str) -> ApiError:
+    return ApiError(404, "CHANNEL_NOT_FOUND", f"No channel named {name!r}.")
 
 
 @blueprint.post("/<name>/test")
@@ -72,7 +161,7 @@ async def test_channel(name: str) -> Response:
     services = ctx().services
     channel = services.runtime.channels.named(name)
     if channel is None:
-        raise ApiError(404, "CHANNEL_NOT_FOUND", f"No channel named {name!r}.")
+        raise _not_found(name)
     was_disabled = channel.disabled_reason is not None
     error: UpstreamError | None = await channel.test()
     latency = channel.statistics().latency_ms or 0.0

@@ -316,6 +316,45 @@ class RangeHeaders(BaseModel):
     if_range: str | None = Field(default=None, description="ETag of a partial copy")
 
 
+# -- admin channels at run time (issue 15) ----------------------------------------------------
+
+
+class AdminChannelEnvelope(Ok[AdminChannelOut]):
+    pass
+
+
+class ChannelDeletedOut(Out):
+    name: str
+    deleted: Literal[True]
+
+
+class ChannelDeletedEnvelope(Ok[ChannelDeletedOut]):
+    pass
+
+
+class ChannelBodyDoc(Out):
+    """A channel (the settings' ``[[channels]]`` schema, camelCase). POST: ``name``,
+    ``baseUrl`` and ``apiKeys`` are required; PUT: any subset (omitted fields, keys and the
+    webhook secret among them, stay as they are; the name cannot change). Keys and the
+    webhook secret are write-only."""
+
+    name: str = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")  # type: ignore[assignment]
+    dialect: Literal["openai", "replicate"] = "openai"
+    base_url: str = Field(default=None, description="http:// or https://")  # type: ignore[assignment]
+    api_keys: list[str] = Field(default=None, min_length=1)  # type: ignore[arg-type]
+    auth_style: Literal["bearer", "bare", "x-api-key", "token"] = "bearer"
+    model_map: dict[str, str] = Field(default_factory=dict)
+    models: list[str] = Field(default_factory=list)
+    sizes: list[str] = Field(default_factory=list)
+    durations: list[int] = Field(default_factory=list)
+    priority: int = 0
+    weight: float = Field(default=1.0, gt=0)
+    max_concurrent_jobs: int = Field(default=50, gt=0)
+    max_requests_per_second: float = Field(default=10.0, gt=0)
+    enabled: bool = True
+    webhook_secret: str = Field(default="", description='"whsec_..." or empty')
+
+
 # -- admin: users ---------------------------------------------------------------------------
 
 

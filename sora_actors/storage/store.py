@@ -11,6 +11,7 @@ import trio
 
 from .accounts import AccountStore
 from .apikeys import ApiKeyStore
+from .channel_rows import ChannelRows
 from .copies import ContentRecords
 from .database import Database, open_database, sqlite_path
 from .errors import StorageFull
@@ -46,6 +47,7 @@ class Storage:
         self.operations = OperationsStore(database)
         self.config = ConfigRows(database)
         self.api_keys = ApiKeyStore(database)
+        self.channels = ChannelRows(database)
 
     @property
     def dialect(self) -> str:

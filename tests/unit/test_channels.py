@@ -247,3 +247,25 @@ def test_unknown_or_missing_channel_names_fall_back_to_the_default() -> None:
     assert ChannelSet([a]).get(None) is a
     assert channels.named("a") is a and channels.named("gone") is None
     assert isinstance(channels.channels["a"].limiters[0], Limiter)
+
+
+def test_a_replaced_channel_serves_its_tasks_and_a_retired_one_only_its_running_tasks() -> None:
+    a, b, default = channel("a", priority=5), channel("b"), channel("default")
+    channels = ChannelSet([a, b, default])
+    replacement = channel("a", priority=5)
+    channels.put(replacement)
+    # Tasks look their channel up at each call: those on "a" get the replacement at once.
+    assert (
+        channels.get("a") is replacement and channels.pick("sora-2", "720x1280", 4) is replacement
+    )
+    channels.retire("a")
+    assert channels.get("a") is replacement, "a running task keeps its deleted channel"
+    assert channels.named("a") is None and "a" not in channels.channels
+    assert {channels.pick("sora-2", "720x1280", 4).name for _ in range(20)} == {"b", "default"}
+    channels.retire("default")
+    assert channels.get(None) is default, "tasks stored before channels keep theirs too"
+    with pytest.raises(ValueError):
+        channels.retire("b")
+    fresh = channel("a")
+    channels.put(fresh)  # created again after its delete: a new channel of that name
+    assert channels.get("a") is fresh and "a" not in channels.retired
