@@ -258,8 +258,8 @@ async def test_replicate_dialect_end_to_end_with_upstream_cancel(
     database_url: str, tmp_path: Path
 ) -> None:
     slow = ("--dialect", "replicate", "--time-scale", "10", "--queue-min", "0.5")
-    # Long enough (8-10 s) that the cancel reaches a running job even on a loaded machine.
-    slow += ("--queue-max", "1", "--run-median", "90", "--run-min", "80", "--run-max", "100")
+    # Long enough (25-30 s) that the cancel reaches a running job even on a loaded machine.
+    slow += ("--queue-max", "1", "--run-median", "275", "--run-min", "250", "--run-max", "300")
     with simulators(slow) as (sim,):
         channels = [{**channel("rep", sim, "r8_key", 1), "dialect": "replicate"}]
         async with serving(tmp_path, database_url, channels) as (server, headers):
