@@ -24,8 +24,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite runs on two workers, a test file per worker at a time; test_scaleout restarts
+# the shared PostgreSQL server, so it runs alone afterwards.
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile --ignore tests/acceptance/test_scaleout.py
+	$(BIN)/pytest -q tests/acceptance/test_scaleout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
