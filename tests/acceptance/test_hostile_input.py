@@ -241,12 +241,17 @@ async def _change_user(server: LiveServer, user_id: str, *, delete: bool = False
     """What an administrator does in the database: disable the account, or delete it."""
 
     async def change(conn: Any) -> None:
-        if delete:
+        if delete:  # its sessions first (they name the account)
+            await conn.execute("DELETE FROM sessions WHERE user_id = :id", {"id": user_id})
             await conn.execute(users.delete().where(users.c.id == user_id))
         else:
             await conn.execute(users.update().where(users.c.id == user_id).values(is_active=False))
 
     await server.services.storage.database.run(change)
+    # A change made by hand reaches the access cache within SORA_SESSION_CACHE_SECONDS (1 s;
+    # tested in tests/integration/test_access.py); the server's own writers drop the entry
+    # at once, as here.
+    server.services.runtime.access.forget_user(user_id)
 
 
 async def assert_ws_refuses(server: LiveServer, token: str, code: str) -> None:
